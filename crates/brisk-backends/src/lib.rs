@@ -1,0 +1,169 @@
+//! brisk's inference backends and the loader that picks one per model.
+//!
+//! Backend names used in configuration:
+//! - `candle-bert`: sentence embeddings (BERT family) on candle — feature `candle`
+//! - `sim`: simulated model for tests and benchmarks (see [`sim`])
+
+use std::path::Path;
+
+use brisk_core::{Backend, BackendError, Loader, ModelSource, Task};
+
+#[cfg(feature = "candle")]
+pub mod bert;
+pub mod sim;
+
+/// Backend names this build can load.
+pub fn available_backends() -> &'static [&'static str] {
+    &[
+        "sim",
+        #[cfg(feature = "candle")]
+        "candle-bert",
+    ]
+}
+
+/// The loader for every backend compiled in.
+#[derive(Default)]
+pub struct BriskLoader {
+    sim: sim::SimLoader,
+}
+
+impl BriskLoader {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The simulated backend's loader, to inspect load counts in tests.
+    pub fn sim(&self) -> &sim::SimLoader {
+        &self.sim
+    }
+}
+
+fn unknown(backend: &str) -> BackendError {
+    BackendError::InvalidModel(format!(
+        "unknown backend '{backend}'; this build has: {}",
+        available_backends().join(", ")
+    ))
+}
+
+impl Loader for BriskLoader {
+    fn load(&self, name: &str, source: &ModelSource) -> Result<Box<dyn Backend>, BackendError> {
+        let _span = tracing::info_span!("load", model = name, backend = %source.backend).entered();
+        match source.backend.as_str() {
+            "sim" => self.sim.load(name, source),
+            #[cfg(feature = "candle")]
+            "candle-bert" => Ok(Box::new(bert::BertEmbedder::load(&source.path)?)),
+            other => Err(unknown(other)),
+        }
+    }
+
+    fn estimate_bytes(&self, source: &ModelSource) -> Option<u64> {
+        match source.backend.as_str() {
+            "sim" => self.sim.estimate_bytes(source),
+            #[cfg(feature = "candle")]
+            "candle-bert" => bert::estimate_bytes(&source.path),
+            _ => None,
+        }
+    }
+
+    fn task(&self, source: &ModelSource) -> Result<Task, BackendError> {
+        match source.backend.as_str() {
+            "sim" => Ok(Task::Embeddings),
+            #[cfg(feature = "candle")]
+            "candle-bert" => Ok(Task::Embeddings),
+            other => Err(unknown(other)),
+        }
+    }
+}
+
+/// A model found by scanning the models folder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Discovered {
+    pub name: String,
+    pub source: ModelSource,
+}
+
+/// Finds servable models directly under `dir`: each sub-folder whose files
+/// a compiled-in backend recognises becomes a model named after the folder.
+/// A missing folder yields no models (the server still starts).
+pub fn discover(dir: &Path) -> Vec<Discovered> {
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<Discovered> = read
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let backend = detect(&path)?;
+            Some(Discovered {
+                name,
+                source: ModelSource {
+                    backend: backend.to_string(),
+                    path,
+                    options: Default::default(),
+                },
+            })
+        })
+        .collect();
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    found
+}
+
+/// Which backend can serve the model files at `path`, if any.
+pub fn detect(path: &Path) -> Option<&'static str> {
+    #[cfg(feature = "candle")]
+    if path.is_dir() && bert::looks_like_bert(path) {
+        return Some("candle-bert");
+    }
+    let _ = path;
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discover_on_missing_dir_is_empty() {
+        assert!(discover(Path::new("/nonexistent/brisk-models")).is_empty());
+    }
+
+    #[test]
+    fn unknown_backend_is_a_clear_error() {
+        let loader = BriskLoader::new();
+        let src = ModelSource {
+            backend: "nope".into(),
+            path: "/x".into(),
+            options: Default::default(),
+        };
+        let err = loader.task(&src).expect_err("unknown").to_string();
+        assert!(err.contains("unknown backend 'nope'"), "{err}");
+    }
+
+    #[test]
+    fn sim_loader_fails_then_succeeds() {
+        let loader = BriskLoader::new();
+        let mut src = ModelSource {
+            backend: "sim".into(),
+            path: "/x".into(),
+            options: Default::default(),
+        };
+        src.options.insert("fail_loads".into(), "1".into());
+        assert!(loader.load("m", &src).is_err());
+        let mut b = loader.load("m", &src).expect("second load succeeds");
+        assert_eq!(loader.sim().attempts("m"), 2);
+        let out = b.infer(vec![brisk_core::Request::Embed {
+            texts: vec!["a b".into()],
+        }]);
+        match &out[0] {
+            Ok(brisk_core::Response::Embed {
+                vectors,
+                prompt_tokens,
+            }) => {
+                assert_eq!(vectors[0].len(), 8);
+                assert_eq!(*prompt_tokens, 2);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

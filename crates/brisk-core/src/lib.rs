@@ -1,0 +1,169 @@
+//! Types shared by every brisk crate.
+//!
+//! This crate is deliberately free of any async runtime or HTTP types: a
+//! [`Backend`] is a plain synchronous object that owns a loaded model and runs
+//! on a dedicated thread. The engine decides *when* it runs; the backend only
+//! decides *how*.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// What a model does. One model serves exactly one task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    Embeddings,
+    Generation,
+    Transcription,
+}
+
+impl fmt::Display for Task {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Task::Embeddings => "embeddings",
+            Task::Generation => "generation",
+            Task::Transcription => "transcription",
+        })
+    }
+}
+
+/// One inference request, as the engine hands it to a backend.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    /// Embed every text; the reply carries one vector per text, in order.
+    Embed { texts: Vec<String> },
+}
+
+impl Request {
+    /// The task this request needs; a model of another task refuses it.
+    pub fn task(&self) -> Task {
+        match self {
+            Request::Embed { .. } => Task::Embeddings,
+        }
+    }
+}
+
+/// The answer to one [`Request`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Response {
+    Embed {
+        vectors: Vec<Vec<f32>>,
+        /// Tokens actually fed to the model (for `usage`).
+        prompt_tokens: usize,
+    },
+}
+
+/// Errors a backend reports. The HTTP edge maps each variant to one status.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum BackendError {
+    /// The model files are missing or unreadable.
+    #[error("model files not found: {0}")]
+    NotFound(String),
+    /// The model files exist but cannot be parsed.
+    #[error("invalid model: {0}")]
+    InvalidModel(String),
+    /// The request is well-formed JSON but this model cannot take it.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// The request asks for something this model does not do.
+    #[error("model does not support {0}")]
+    Unsupported(String),
+    /// Inference itself failed.
+    #[error("inference failed: {0}")]
+    Inference(String),
+}
+
+/// Counts tokens without touching the model. It is shared with the engine so
+/// that over-long inputs are refused, and batches sized, before queueing.
+pub trait TokenCounter: Send + Sync {
+    fn count(&self, text: &str) -> Result<usize, BackendError>;
+    /// The longest input (in tokens) the model accepts.
+    fn max_input_tokens(&self) -> usize;
+}
+
+/// A loaded model. Owned by exactly one thread, so `&mut self` is fine and
+/// backends need no internal locking.
+pub trait Backend: Send {
+    fn task(&self) -> Task;
+
+    /// Resident memory attributed to this model, for budgets and `/v1/models`.
+    fn memory_bytes(&self) -> u64;
+
+    /// Run a batch. Replies come back in the same order, one per request, so a
+    /// single bad input fails only its own request.
+    fn infer(&mut self, batch: Vec<Request>) -> Vec<Result<Response, BackendError>>;
+
+    /// A token counter usable from other threads, when the model has one.
+    fn token_counter(&self) -> Option<Arc<dyn TokenCounter>> {
+        None
+    }
+}
+
+/// Where a model comes from and which backend loads it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSource {
+    /// Backend name, e.g. `candle-bert`, `sim`.
+    pub backend: String,
+    /// Local path of the model folder or file.
+    pub path: PathBuf,
+    /// Free-form backend options (e.g. simulated load time).
+    #[serde(default)]
+    pub options: std::collections::BTreeMap<String, String>,
+}
+
+/// Loads models. Called on a blocking thread, never on the async runtime.
+pub trait Loader: Send + Sync {
+    fn load(&self, name: &str, source: &ModelSource) -> Result<Box<dyn Backend>, BackendError>;
+
+    /// Expected resident size before loading (for the memory budget), when
+    /// it can be known cheaply (usually the weight file size).
+    fn estimate_bytes(&self, source: &ModelSource) -> Option<u64>;
+
+    /// The task a source will serve, known without loading it.
+    fn task(&self, source: &ModelSource) -> Result<Task, BackendError>;
+}
+
+/// L2-normalise in place; a zero vector stays zero.
+pub fn l2_normalize(v: &mut [f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+}
+
+/// Cosine similarity of two equally long vectors.
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        dot / (na * nb)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_gives_unit_length() {
+        let mut v = vec![3.0, 4.0];
+        l2_normalize(&mut v);
+        assert!((v[0] - 0.6).abs() < 1e-6 && (v[1] - 0.8).abs() < 1e-6);
+        let mut z = vec![0.0, 0.0];
+        l2_normalize(&mut z);
+        assert_eq!(z, vec![0.0, 0.0]);
+    }
+
+    #[test]
+    fn cosine_of_parallel_and_orthogonal() {
+        assert!((cosine(&[1.0, 2.0], &[2.0, 4.0]) - 1.0).abs() < 1e-6);
+        assert!(cosine(&[1.0, 0.0], &[0.0, 1.0]).abs() < 1e-6);
+        assert_eq!(cosine(&[0.0, 0.0], &[1.0, 1.0]), 0.0);
+    }
+}

@@ -1,0 +1,784 @@
+//! The model registry: which models exist, their load state, and the rules
+//! that move them between states.
+//!
+//! ```text
+//! unloaded ──request/preload──▶ loading ──ok──▶ ready ──idle/evict/unload──▶ unloaded
+//!                                  │                 └──backend panic──────▶ unloaded
+//!                                  └──all retries failed──▶ failed (cooldown) ──cooldown over──▶ loading
+//! ```
+//!
+//! Loads are single-flight: the first request that finds a model unloaded
+//! starts one load task; everyone else, including later requests, waits on a
+//! `watch` channel for it. The load task is spawned, not awaited in place, so
+//! a client that disconnects never aborts a load others may be waiting for.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use brisk_core::{Loader, ModelSource, Request, Response, Task, TokenCounter};
+use parking_lot::Mutex;
+use serde::Serialize;
+use tokio::sync::{oneshot, watch, Semaphore};
+
+use crate::batch::BatchLimits;
+use crate::error::EngineError;
+use crate::timeline::Timeline;
+use crate::worker::{self, Job, WorkerExit};
+
+/// When a model is loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadPolicy {
+    /// On first request.
+    Lazy,
+    /// Before the server reports ready.
+    Preload,
+    /// After start, without holding readiness back.
+    Background,
+}
+
+/// Everything the engine needs to know about one model.
+#[derive(Debug, Clone)]
+pub struct ModelSpec {
+    pub name: String,
+    pub source: ModelSource,
+    pub policy: LoadPolicy,
+    /// Unload after this long without requests; `None` keeps it loaded.
+    pub keep_alive: Option<Duration>,
+    /// Pinned models are never evicted for the memory budget or idleness.
+    pub pinned: bool,
+    /// Requests admitted at once (queued or running); beyond it: 429.
+    pub max_queue: usize,
+    pub batch: BatchLimits,
+    /// Time a request may spend queued and running once the model is loaded.
+    pub request_timeout: Duration,
+}
+
+/// Registry-wide settings.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Loads running at once.
+    pub load_concurrency: usize,
+    /// Attempts after the first failure, each after an exponential backoff.
+    pub load_retries: u32,
+    pub retry_backoff: Duration,
+    /// After a failed load, requests get 503 for this long before a new try.
+    pub failure_cooldown: Duration,
+    /// Sum of loaded models' memory; least recently used unpinned models are
+    /// evicted to make room. `None`: unbounded.
+    pub memory_budget_bytes: Option<u64>,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            load_concurrency: 2,
+            load_retries: 2,
+            retry_backoff: Duration::from_millis(200),
+            failure_cooldown: Duration::from_secs(10),
+            memory_budget_bytes: None,
+        }
+    }
+}
+
+/// A loaded model as requests see it: where to send jobs.
+#[derive(Clone)]
+struct Loaded {
+    tx: std::sync::mpsc::Sender<Job>,
+    counter: Option<Arc<dyn TokenCounter>>,
+    memory_bytes: u64,
+    /// Distinguishes this load from later ones, so a dying worker of an old
+    /// load cannot reset the state of a new one.
+    generation: u64,
+}
+
+#[derive(Clone)]
+enum State {
+    Unloaded,
+    Loading { since: Instant },
+    Ready(Loaded),
+    Failed { reason: String, until: Instant },
+}
+
+impl State {
+    fn name(&self) -> &'static str {
+        match self {
+            State::Unloaded => "unloaded",
+            State::Loading { .. } => "loading",
+            State::Ready(_) => "ready",
+            State::Failed { .. } => "failed",
+        }
+    }
+}
+
+struct Inner {
+    state: State,
+    loads: u64,
+    last_load: Option<Duration>,
+    last_error: Option<String>,
+    /// Why the model was last unloaded (idle, evicted, panic, request).
+    last_unload: Option<&'static str>,
+    /// Set once a preload/background attempt finished, either way.
+    settled: bool,
+}
+
+struct Entry {
+    spec: ModelSpec,
+    task: Task,
+    inner: Mutex<Inner>,
+    /// Bumped on every state change; waiters watch it.
+    changed: watch::Sender<u64>,
+    admission: Arc<Semaphore>,
+    /// Milliseconds since the registry's epoch at the last request.
+    last_used_ms: AtomicU64,
+}
+
+impl Entry {
+    fn set_state(&self, inner: &mut Inner, state: State) {
+        let loaded = matches!(state, State::Ready(_));
+        inner.state = state;
+        metrics::gauge!("brisk_model_loaded", "model" => self.spec.name.clone()).set(if loaded {
+            1.0
+        } else {
+            0.0
+        });
+        self.changed.send_modify(|v| *v += 1);
+    }
+
+    fn in_flight(&self) -> usize {
+        self.spec.max_queue - self.admission.available_permits()
+    }
+}
+
+/// Per-model status as reported by `/v1/models`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelStatus {
+    pub name: String,
+    pub task: Task,
+    pub backend: String,
+    pub policy: LoadPolicy,
+    pub pinned: bool,
+    pub state: &'static str,
+    pub load_duration_ms: Option<u64>,
+    pub memory_bytes: Option<u64>,
+    pub loads: u64,
+    pub in_flight: usize,
+    pub queue_capacity: usize,
+    pub keep_alive_s: Option<u64>,
+    pub idle_s: u64,
+    pub last_error: Option<String>,
+    pub last_unload: Option<&'static str>,
+    pub retry_after_s: Option<u64>,
+}
+
+/// Readiness: ready once every preload model has settled.
+#[derive(Debug, Clone, Serialize)]
+pub struct Readiness {
+    pub ready: bool,
+    pub waiting_for: Vec<String>,
+    pub failed: Vec<String>,
+}
+
+struct Shared {
+    models: BTreeMap<String, Arc<Entry>>,
+    loader: Arc<dyn Loader>,
+    settings: EngineSettings,
+    load_slots: Arc<Semaphore>,
+    epoch: Instant,
+    generation: AtomicU64,
+    timeline: Timeline,
+    /// Serialises budget decisions so two loads cannot both claim the same room.
+    budget: Mutex<()>,
+}
+
+/// The model registry. Cheap to clone; all clones share state.
+#[derive(Clone)]
+pub struct Registry {
+    shared: Arc<Shared>,
+}
+
+impl Registry {
+    /// Builds the registry. Fails when a model's task cannot be determined
+    /// (unknown backend), which is a configuration error.
+    pub fn new(
+        specs: Vec<ModelSpec>,
+        loader: Arc<dyn Loader>,
+        settings: EngineSettings,
+        timeline: Timeline,
+    ) -> Result<Self, EngineError> {
+        let mut models = BTreeMap::new();
+        for spec in specs {
+            let task = loader.task(&spec.source)?;
+            let (changed, _) = watch::channel(0);
+            let entry = Entry {
+                admission: Arc::new(Semaphore::new(spec.max_queue.max(1))),
+                spec: ModelSpec {
+                    max_queue: spec.max_queue.max(1),
+                    ..spec
+                },
+                task,
+                inner: Mutex::new(Inner {
+                    state: State::Unloaded,
+                    loads: 0,
+                    last_load: None,
+                    last_error: None,
+                    last_unload: None,
+                    settled: false,
+                }),
+                changed,
+                last_used_ms: AtomicU64::new(0),
+            };
+            models.insert(entry.spec.name.clone(), Arc::new(entry));
+        }
+        let load_slots = Arc::new(Semaphore::new(settings.load_concurrency.max(1)));
+        Ok(Self {
+            shared: Arc::new(Shared {
+                models,
+                loader,
+                settings,
+                load_slots,
+                epoch: Instant::now(),
+                generation: AtomicU64::new(0),
+                timeline,
+                budget: Mutex::new(()),
+            }),
+        })
+    }
+
+    pub fn timeline(&self) -> &Timeline {
+        &self.shared.timeline
+    }
+
+    pub fn model_names(&self) -> Vec<String> {
+        self.shared.models.keys().cloned().collect()
+    }
+
+    fn entry(&self, model: &str) -> Result<&Arc<Entry>, EngineError> {
+        self.shared
+            .models
+            .get(model)
+            .ok_or_else(|| EngineError::UnknownModel(model.to_string()))
+    }
+
+    /// Starts preload and background loads. Returns at once; readiness is
+    /// reported by [`Registry::readiness`]. Background loads start after the
+    /// preloads have settled so they do not compete for load slots with what
+    /// readiness waits for.
+    pub fn start(&self) {
+        let preload: Vec<_> = self.by_policy(LoadPolicy::Preload);
+        let background: Vec<_> = self.by_policy(LoadPolicy::Background);
+        for e in &preload {
+            self.spawn_load(e.clone());
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            for e in &preload {
+                let _ = this.wait_settled(e).await;
+            }
+            for e in background {
+                this.spawn_load(e);
+            }
+        });
+    }
+
+    fn by_policy(&self, p: LoadPolicy) -> Vec<Arc<Entry>> {
+        self.shared
+            .models
+            .values()
+            .filter(|e| e.spec.policy == p)
+            .cloned()
+            .collect()
+    }
+
+    async fn wait_settled(&self, e: &Arc<Entry>) -> Result<(), EngineError> {
+        let mut rx = e.changed.subscribe();
+        loop {
+            if e.inner.lock().settled {
+                return Ok(());
+            }
+            if rx.changed().await.is_err() {
+                return Err(EngineError::ShuttingDown);
+            }
+        }
+    }
+
+    /// Resolves once every preload model has settled (loaded or failed).
+    pub async fn wait_ready(&self) {
+        for e in self.by_policy(LoadPolicy::Preload) {
+            let _ = self.wait_settled(&e).await;
+        }
+    }
+
+    pub fn readiness(&self) -> Readiness {
+        let mut waiting_for = Vec::new();
+        let mut failed = Vec::new();
+        for e in self.by_policy(LoadPolicy::Preload) {
+            let inner = e.inner.lock();
+            if !inner.settled {
+                waiting_for.push(e.spec.name.clone());
+            } else if matches!(inner.state, State::Failed { .. }) {
+                // Falls back to lazy: readiness is not held hostage by it.
+                failed.push(e.spec.name.clone());
+            }
+        }
+        Readiness {
+            ready: waiting_for.is_empty(),
+            waiting_for,
+            failed,
+        }
+    }
+
+    /// Whether a model can serve a request without loading first.
+    pub fn is_model_ready(&self, model: &str) -> Result<bool, EngineError> {
+        let e = self.entry(model)?;
+        let ready = matches!(e.inner.lock().state, State::Ready(_));
+        Ok(ready)
+    }
+
+    pub fn task_of(&self, model: &str) -> Result<Task, EngineError> {
+        Ok(self.entry(model)?.task)
+    }
+
+    pub fn status(&self) -> Vec<ModelStatus> {
+        self.shared
+            .models
+            .values()
+            .map(|e| self.status_of(e))
+            .collect()
+    }
+
+    pub fn model_status(&self, model: &str) -> Result<ModelStatus, EngineError> {
+        Ok(self.status_of(self.entry(model)?))
+    }
+
+    fn status_of(&self, e: &Entry) -> ModelStatus {
+        let inner = e.inner.lock();
+        let now = Instant::now();
+        let (memory_bytes, retry_after_s) = match &inner.state {
+            State::Ready(l) => (Some(l.memory_bytes), None),
+            State::Failed { until, .. } => (
+                None,
+                Some(until.saturating_duration_since(now).as_secs().max(1)),
+            ),
+            _ => (None, None),
+        };
+        let last_used = e.last_used_ms.load(Ordering::Relaxed);
+        ModelStatus {
+            name: e.spec.name.clone(),
+            task: e.task,
+            backend: e.spec.source.backend.clone(),
+            policy: e.spec.policy,
+            pinned: e.spec.pinned,
+            state: inner.state.name(),
+            load_duration_ms: inner.last_load.map(|d| d.as_millis() as u64),
+            memory_bytes,
+            loads: inner.loads,
+            in_flight: e.in_flight(),
+            queue_capacity: e.spec.max_queue,
+            keep_alive_s: e.spec.keep_alive.map(|d| d.as_secs()),
+            idle_s: (self.now_ms().saturating_sub(last_used)) / 1000,
+            last_error: inner.last_error.clone(),
+            last_unload: inner.last_unload,
+            retry_after_s,
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.shared.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Runs one request: admission, load if needed, validation, queueing.
+    pub async fn infer(&self, model: &str, request: Request) -> Result<Response, EngineError> {
+        let e = self.entry(model)?.clone();
+        if request.task() != e.task {
+            return Err(EngineError::WrongTask {
+                model: model.to_string(),
+                serves: e.task,
+                asked: request.task(),
+            });
+        }
+        check_shape(&request)?;
+        // Admission first: requests waiting for a load count against the
+        // queue too, so a burst during a cold load stays bounded.
+        let permit =
+            e.admission
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| EngineError::QueueFull {
+                    model: model.to_string(),
+                    capacity: e.spec.max_queue,
+                })?;
+        e.last_used_ms.store(self.now_ms(), Ordering::Relaxed);
+        let loaded = self.ensure_loaded(&e).await?;
+        let tokens = count_tokens(&request, loaded.counter.as_deref())?;
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let now = Instant::now();
+        let deadline = now + e.spec.request_timeout;
+        let job = Job {
+            request,
+            tokens,
+            enqueued: now,
+            deadline,
+            reply: reply_tx,
+            _permit: permit,
+        };
+        if loaded.tx.send(job).is_err() {
+            // The worker died between our lookup and the send (panic).
+            return Err(EngineError::Panicked {
+                model: model.to_string(),
+            });
+        }
+        let result = match tokio::time::timeout_at(deadline.into(), reply_rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(EngineError::Panicked {
+                model: model.to_string(),
+            }),
+            Err(_) => Err(EngineError::DeadlineExceeded {
+                model: model.to_string(),
+                deadline: e.spec.request_timeout,
+            }),
+        };
+        e.last_used_ms.store(self.now_ms(), Ordering::Relaxed);
+        result
+    }
+
+    /// Loads a model now (admin endpoint); waits for the outcome.
+    pub async fn load(&self, model: &str) -> Result<ModelStatus, EngineError> {
+        let e = self.entry(model)?.clone();
+        e.last_used_ms.store(self.now_ms(), Ordering::Relaxed);
+        self.ensure_loaded(&e).await?;
+        Ok(self.status_of(&e))
+    }
+
+    /// Unloads a model (admin endpoint). Queued requests still complete: the
+    /// worker drains its queue before it exits.
+    pub fn unload(&self, model: &str) -> Result<ModelStatus, EngineError> {
+        let e = self.entry(model)?.clone();
+        self.unload_entry(&e, "request");
+        Ok(self.status_of(&e))
+    }
+
+    fn unload_entry(&self, e: &Entry, why: &'static str) -> bool {
+        let mut inner = e.inner.lock();
+        if !matches!(inner.state, State::Ready(_) | State::Failed { .. }) {
+            return false;
+        }
+        inner.last_unload = Some(why);
+        e.set_state(&mut inner, State::Unloaded);
+        drop(inner);
+        tracing::info!(model = %e.spec.name, reason = why, "model unloaded");
+        metrics::counter!("brisk_model_unloads_total", "model" => e.spec.name.clone(), "reason" => why)
+            .increment(1);
+        true
+    }
+
+    /// Unloads models idle for longer than their keep-alive. Called
+    /// periodically by [`Registry::spawn_reaper`]; public for tests.
+    pub fn reap_idle(&self) -> Vec<String> {
+        let now = self.now_ms();
+        let mut reaped = Vec::new();
+        for e in self.shared.models.values() {
+            let Some(keep) = e.spec.keep_alive else {
+                continue;
+            };
+            if e.spec.pinned || e.in_flight() > 0 {
+                continue;
+            }
+            let idle = now.saturating_sub(e.last_used_ms.load(Ordering::Relaxed));
+            let ready = matches!(e.inner.lock().state, State::Ready(_));
+            if ready && idle >= keep.as_millis() as u64 && self.unload_entry(e, "idle") {
+                reaped.push(e.spec.name.clone());
+            }
+        }
+        reaped
+    }
+
+    /// Runs [`Registry::reap_idle`] every `every` until the runtime stops.
+    pub fn spawn_reaper(&self, every: Duration) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                this.reap_idle();
+            }
+        });
+    }
+
+    /// Unloads every model; queued work drains on the model threads.
+    pub fn unload_all(&self) {
+        for e in self.shared.models.values() {
+            self.unload_entry(e, "shutdown");
+        }
+    }
+
+    /// Returns the loaded model, starting or joining a load when needed.
+    async fn ensure_loaded(&self, e: &Arc<Entry>) -> Result<Loaded, EngineError> {
+        let mut rx = e.changed.subscribe();
+        loop {
+            {
+                let mut inner = e.inner.lock();
+                match &inner.state {
+                    State::Ready(l) => return Ok(l.clone()),
+                    State::Loading { .. } => {}
+                    State::Failed { reason, until } => {
+                        let now = Instant::now();
+                        if *until > now {
+                            return Err(EngineError::Cooldown {
+                                model: e.spec.name.clone(),
+                                reason: reason.clone(),
+                                retry_after: *until - now,
+                            });
+                        }
+                        self.begin_load(e, &mut inner);
+                    }
+                    State::Unloaded => self.begin_load(e, &mut inner),
+                }
+            }
+            // The load runs in its own task: dropping this future (client
+            // went away) leaves it running for the other waiters.
+            if rx.changed().await.is_err() {
+                return Err(EngineError::ShuttingDown);
+            }
+        }
+    }
+
+    fn spawn_load(&self, e: Arc<Entry>) {
+        let mut inner = e.inner.lock();
+        if matches!(inner.state, State::Unloaded | State::Failed { .. }) {
+            self.begin_load(&e, &mut inner);
+        }
+    }
+
+    /// Moves to `Loading` and spawns the load task. Caller holds the lock,
+    /// which is what makes the load single-flight.
+    fn begin_load(&self, e: &Arc<Entry>, inner: &mut Inner) {
+        e.set_state(
+            inner,
+            State::Loading {
+                since: Instant::now(),
+            },
+        );
+        let this = self.clone();
+        let e = e.clone();
+        tokio::spawn(async move { this.load_task(e).await });
+    }
+
+    async fn load_task(&self, e: Arc<Entry>) {
+        let name = e.spec.name.clone();
+        // Bounded parallel loading: a slot is held for the whole load.
+        let Ok(_slot) = self.shared.load_slots.clone().acquire_owned().await else {
+            return;
+        };
+        let queued_for = match e.inner.lock().state {
+            State::Loading { since } => since.elapsed(),
+            _ => Duration::ZERO,
+        };
+        self.shared.timeline.record(&name, "load_start");
+        let started = Instant::now();
+        let outcome = self.load_with_retries(&e).await;
+        let took = started.elapsed();
+        let mut inner = e.inner.lock();
+        inner.settled = true;
+        match outcome {
+            Ok(loaded) => {
+                inner.loads += 1;
+                inner.last_load = Some(took);
+                inner.last_error = None;
+                metrics::histogram!("brisk_model_load_duration_seconds", "model" => name.clone())
+                    .record(took.as_secs_f64());
+                metrics::gauge!("brisk_model_memory_bytes", "model" => name.clone())
+                    .set(loaded.memory_bytes as f64);
+                metrics::counter!("brisk_model_loads_total", "model" => name.clone(), "outcome" => "ok")
+                    .increment(1);
+                tracing::info!(model = %name, load_ms = took.as_millis() as u64,
+                    queued_ms = queued_for.as_millis() as u64, memory_bytes = loaded.memory_bytes, "model loaded");
+                self.shared.timeline.record(&name, "ready");
+                e.set_state(&mut inner, State::Ready(loaded));
+            }
+            Err(reason) => {
+                metrics::counter!("brisk_model_loads_total", "model" => name.clone(), "outcome" => "error")
+                    .increment(1);
+                tracing::error!(model = %name, %reason, "model failed to load");
+                self.shared.timeline.record(&name, "failed");
+                inner.last_error = Some(reason.clone());
+                let until = Instant::now() + self.shared.settings.failure_cooldown;
+                e.set_state(&mut inner, State::Failed { reason, until });
+            }
+        }
+    }
+
+    async fn load_with_retries(&self, e: &Arc<Entry>) -> Result<Loaded, String> {
+        let settings = &self.shared.settings;
+        let mut attempt = 0;
+        loop {
+            match self.load_once(e).await {
+                Ok(l) => return Ok(l),
+                // Not worth retrying: the files will not appear by waiting.
+                Err((reason, false)) => return Err(reason),
+                Err((reason, true)) if attempt >= settings.load_retries => return Err(reason),
+                Err((reason, true)) => {
+                    let backoff = settings.retry_backoff * 2u32.saturating_pow(attempt);
+                    tracing::warn!(model = %e.spec.name, attempt, %reason,
+                        backoff_ms = backoff.as_millis() as u64, "load failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    /// One load attempt. Err carries the reason and whether a retry may help.
+    async fn load_once(&self, e: &Arc<Entry>) -> Result<Loaded, (String, bool)> {
+        let estimate = self
+            .shared
+            .loader
+            .estimate_bytes(&e.spec.source)
+            .unwrap_or(0);
+        self.make_room(e, estimate).map_err(|r| (r, false))?;
+        let loader = self.shared.loader.clone();
+        let source = e.spec.source.clone();
+        let name = e.spec.name.clone();
+        let backend = tokio::task::spawn_blocking(move || loader.load(&name, &source))
+            .await
+            .map_err(|err| (format!("loader panicked: {err}"), true))?
+            .map_err(|err| {
+                let retry = !matches!(err, brisk_core::BackendError::NotFound(_));
+                (err.to_string(), retry)
+            })?;
+        let memory_bytes = backend.memory_bytes();
+        let counter = backend.token_counter();
+        let generation = self.shared.generation.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let this = self.clone();
+        let entry = e.clone();
+        let limits = e.spec.batch;
+        let budget = e.spec.request_timeout;
+        std::thread::Builder::new()
+            .name(format!("model-{}", e.spec.name))
+            .spawn(move || {
+                let exit = worker::run(entry.spec.name.clone(), backend, limits, rx, budget);
+                if exit == WorkerExit::Panicked {
+                    this.on_worker_panic(&entry, generation);
+                }
+            })
+            .map_err(|err| (format!("cannot spawn model thread: {err}"), true))?;
+        Ok(Loaded {
+            tx,
+            counter,
+            memory_bytes,
+            generation,
+        })
+    }
+
+    /// A panicked backend is dropped; the next request loads it afresh.
+    fn on_worker_panic(&self, e: &Entry, generation: u64) {
+        let mut inner = e.inner.lock();
+        if let State::Ready(l) = &inner.state {
+            if l.generation == generation {
+                inner.last_unload = Some("panic");
+                inner.last_error = Some("backend panicked during inference".into());
+                e.set_state(&mut inner, State::Unloaded);
+            }
+        }
+    }
+
+    /// Evicts least recently used, unpinned, idle models until `need` more
+    /// bytes fit in the budget.
+    fn make_room(&self, e: &Entry, need: u64) -> Result<(), String> {
+        let Some(budget) = self.shared.settings.memory_budget_bytes else {
+            return Ok(());
+        };
+        let _guard = self.shared.budget.lock();
+        if need > budget {
+            return Err(format!(
+                "model needs ~{need} bytes, budget is {budget} bytes"
+            ));
+        }
+        loop {
+            let mut used = 0;
+            let mut victims = Vec::new();
+            for other in self.shared.models.values() {
+                if other.spec.name == e.spec.name {
+                    continue;
+                }
+                let inner = other.inner.lock();
+                match &inner.state {
+                    State::Ready(l) => {
+                        used += l.memory_bytes;
+                        if !other.spec.pinned && other.in_flight() == 0 {
+                            victims
+                                .push((other.last_used_ms.load(Ordering::Relaxed), other.clone()));
+                        }
+                    }
+                    State::Loading { .. } => {
+                        used += self
+                            .shared
+                            .loader
+                            .estimate_bytes(&other.spec.source)
+                            .unwrap_or(0)
+                    }
+                    _ => {}
+                }
+            }
+            if used + need <= budget {
+                return Ok(());
+            }
+            victims.sort_by_key(|(used_at, _)| *used_at);
+            let Some((_, victim)) = victims.into_iter().next() else {
+                return Err(format!(
+                    "needs ~{need} bytes, {used} of {budget} bytes in use by models that are pinned or busy"
+                ));
+            };
+            self.unload_entry(&victim, "evicted");
+        }
+    }
+}
+
+/// Checks what needs no model, so a bad request never triggers a load.
+fn check_shape(request: &Request) -> Result<(), EngineError> {
+    match request {
+        Request::Embed { texts } => {
+            if texts.is_empty() {
+                return Err(EngineError::InvalidInput(
+                    "'input' must not be an empty list".into(),
+                ));
+            }
+            if let Some(i) = texts.iter().position(|t| t.trim().is_empty()) {
+                return Err(EngineError::InvalidInput(format!(
+                    "input[{i}] is empty; every input must contain text"
+                )));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Checks a request against the model's limits; returns its token count.
+fn count_tokens(
+    request: &Request,
+    counter: Option<&dyn TokenCounter>,
+) -> Result<usize, EngineError> {
+    match request {
+        Request::Embed { texts } => {
+            let Some(counter) = counter else {
+                return Ok(texts.iter().map(|t| t.len() / 4 + 1).sum());
+            };
+            let max = counter.max_input_tokens();
+            let mut total = 0;
+            for (i, t) in texts.iter().enumerate() {
+                let n = counter.count(t)?;
+                if n > max {
+                    return Err(EngineError::InvalidInput(format!(
+                        "input[{i}] has {n} tokens; this model accepts at most {max}"
+                    )));
+                }
+                total += n;
+            }
+            Ok(total)
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! The configuration file, its embedded default, and how it turns into the
+//! engine's model specs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use brisk_core::ModelSource;
+use brisk_engine::{BatchLimits, EngineSettings, LoadPolicy, ModelSpec};
+use serde::Deserialize;
+
+/// Used when no `--config`/`BRISK_CONFIG` is given: serve every model found
+/// under the models folder, loaded on first request.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../default.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config: {0}")]
+    Parse(#[from] toml::de::Error),
+    #[error("model '{model}': {reason}")]
+    Model { model: String, reason: String },
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub engine: EngineConfig,
+    /// Settings every model starts from; a model's own table overrides them.
+    pub defaults: ModelDefaults,
+    pub models: BTreeMap<String, ModelConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub host: String,
+    pub port: u16,
+    pub models_dir: PathBuf,
+    /// Also serve every model found under `models_dir` (with the defaults).
+    pub discover: bool,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Time in-flight requests get to finish after SIGTERM.
+    pub shutdown_timeout_s: u64,
+    /// Threads for inference kernels; 0 = one per core.
+    pub inference_threads: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            models_dir: PathBuf::from("./models"),
+            discover: true,
+            max_body_bytes: 2 * 1024 * 1024,
+            shutdown_timeout_s: 30,
+            inference_threads: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    pub load_concurrency: usize,
+    pub load_retries: u32,
+    pub retry_backoff_ms: u64,
+    pub failure_cooldown_s: u64,
+    /// 0 = no budget.
+    pub memory_budget_bytes: u64,
+    /// How often idle models are checked against their keep-alive.
+    pub reap_interval_ms: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        let d = EngineSettings::default();
+        Self {
+            load_concurrency: d.load_concurrency,
+            load_retries: d.load_retries,
+            retry_backoff_ms: d.retry_backoff.as_millis() as u64,
+            failure_cooldown_s: d.failure_cooldown.as_secs(),
+            memory_budget_bytes: 0,
+            reap_interval_ms: 1000,
+        }
+    }
+}
+
+impl EngineConfig {
+    pub fn settings(&self) -> EngineSettings {
+        EngineSettings {
+            load_concurrency: self.load_concurrency,
+            load_retries: self.load_retries,
+            retry_backoff: Duration::from_millis(self.retry_backoff_ms),
+            failure_cooldown: Duration::from_secs(self.failure_cooldown_s),
+            memory_budget_bytes: (self.memory_budget_bytes > 0).then_some(self.memory_budget_bytes),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    Lazy,
+    Preload,
+    Background,
+}
+
+impl From<Policy> for LoadPolicy {
+    fn from(p: Policy) -> Self {
+        match p {
+            Policy::Lazy => LoadPolicy::Lazy,
+            Policy::Preload => LoadPolicy::Preload,
+            Policy::Background => LoadPolicy::Background,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelDefaults {
+    pub policy: Policy,
+    /// Seconds without requests before unloading; 0 = keep loaded.
+    pub keep_alive_s: u64,
+    pub max_queue: usize,
+    pub max_batch_requests: usize,
+    pub max_batch_tokens: usize,
+    pub max_batch_delay_ms: u64,
+    pub request_timeout_ms: u64,
+}
+
+impl Default for ModelDefaults {
+    fn default() -> Self {
+        let b = BatchLimits::default();
+        Self {
+            policy: Policy::Lazy,
+            keep_alive_s: 0,
+            max_queue: 256,
+            max_batch_requests: b.max_requests,
+            max_batch_tokens: b.max_tokens,
+            max_batch_delay_ms: b.max_delay.as_millis() as u64,
+            request_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// One `[models.NAME]` table. Unset fields take the `[defaults]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Backend name; when absent it is detected from the files.
+    pub backend: Option<String>,
+    /// Local path (relative paths resolve against `models_dir`) or
+    /// `hf://org/name`, resolved in the local Hugging Face cache.
+    pub source: String,
+    pub policy: Option<Policy>,
+    /// Never evicted or unloaded for idleness. Default: true for preload.
+    pub pinned: Option<bool>,
+    pub keep_alive_s: Option<u64>,
+    pub max_queue: Option<usize>,
+    pub max_batch_requests: Option<usize>,
+    pub max_batch_tokens: Option<usize>,
+    pub max_batch_delay_ms: Option<u64>,
+    pub request_timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub options: BTreeMap<String, toml::Value>,
+}
+
+impl Config {
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        Ok(toml::from_str(text)?)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text)
+    }
+
+    /// The model specs for the engine: configured models first, then, when
+    /// `discover` is on, every other model found under `models_dir`.
+    pub fn model_specs(&self) -> Result<Vec<ModelSpec>, ConfigError> {
+        let mut specs = Vec::new();
+        for (name, m) in &self.models {
+            let path = resolve_source(&m.source, &self.server.models_dir).map_err(|reason| {
+                ConfigError::Model {
+                    model: name.clone(),
+                    reason,
+                }
+            })?;
+            let backend = match &m.backend {
+                Some(b) => b.clone(),
+                None => brisk_backends::detect(&path)
+                    .ok_or_else(|| ConfigError::Model {
+                        model: name.clone(),
+                        reason: format!("no backend given and none recognises {}", path.display()),
+                    })?
+                    .to_string(),
+            };
+            let options = m
+                .options
+                .iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        toml::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    (k.clone(), v)
+                })
+                .collect();
+            specs.push(self.spec(
+                name,
+                ModelSource {
+                    backend,
+                    path,
+                    options,
+                },
+                m,
+            ));
+        }
+        if self.server.discover {
+            let configured: Vec<PathBuf> = specs.iter().map(|s| s.source.path.clone()).collect();
+            for found in brisk_backends::discover(&self.server.models_dir) {
+                let taken = self.models.contains_key(&found.name)
+                    || configured.iter().any(|p| same_path(p, &found.source.path));
+                if !taken {
+                    specs.push(self.spec(&found.name, found.source, &ModelConfig::default()));
+                }
+            }
+        }
+        Ok(specs)
+    }
+
+    fn spec(&self, name: &str, source: ModelSource, m: &ModelConfig) -> ModelSpec {
+        let d = &self.defaults;
+        let policy = m.policy.unwrap_or(d.policy);
+        let keep_alive_s = m.keep_alive_s.unwrap_or(d.keep_alive_s);
+        ModelSpec {
+            name: name.to_string(),
+            source,
+            policy: policy.into(),
+            keep_alive: (keep_alive_s > 0).then(|| Duration::from_secs(keep_alive_s)),
+            pinned: m.pinned.unwrap_or(policy == Policy::Preload),
+            max_queue: m.max_queue.unwrap_or(d.max_queue),
+            batch: BatchLimits {
+                max_requests: m.max_batch_requests.unwrap_or(d.max_batch_requests),
+                max_tokens: m.max_batch_tokens.unwrap_or(d.max_batch_tokens),
+                max_delay: Duration::from_millis(
+                    m.max_batch_delay_ms.unwrap_or(d.max_batch_delay_ms),
+                ),
+            },
+            request_timeout: Duration::from_millis(
+                m.request_timeout_ms.unwrap_or(d.request_timeout_ms),
+            ),
+        }
+    }
+}
+
+fn same_path(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// Turns a configured source into a local path. `hf://org/name[@rev]` is
+/// looked up in the local Hugging Face cache (`$HF_HOME/hub`, default
+/// `~/.cache/huggingface/hub`); brisk never downloads at run time.
+pub fn resolve_source(source: &str, models_dir: &Path) -> Result<PathBuf, String> {
+    if let Some(repo) = source.strip_prefix("hf://") {
+        let (repo, rev) = repo.split_once('@').unwrap_or((repo, "main"));
+        if repo.split('/').count() != 2 || repo.split('/').any(str::is_empty) {
+            return Err(format!("hf source must be hf://org/name, got {source:?}"));
+        }
+        let hub = std::env::var_os(crate::env::HF_HOME)
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface"))
+            })
+            .unwrap_or_else(|| PathBuf::from(".cache/huggingface"))
+            .join("hub");
+        let dir = hub.join(format!("models--{}", repo.replace('/', "--")));
+        // A ref names a snapshot; a full commit hash names one directly.
+        let commit = std::fs::read_to_string(dir.join("refs").join(rev))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| rev.to_string());
+        let snapshot = dir.join("snapshots").join(commit);
+        return if snapshot.is_dir() {
+            Ok(snapshot)
+        } else {
+            Err(format!(
+                "{source} is not in the local Hugging Face cache ({}); fetch it first",
+                snapshot.display()
+            ))
+        };
+    }
+    if source.is_empty() {
+        return Err("'source' is required".into());
+    }
+    let p = Path::new(source.strip_prefix("file://").unwrap_or(source));
+    Ok(if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        models_dir.join(p)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_parses_and_discovers() {
+        let c = Config::from_toml(EMBEDDED_DEFAULT).expect("default config parses");
+        assert!(c.server.discover);
+        assert_eq!(c.server.port, 8080);
+        assert_eq!(c.defaults.policy, Policy::Lazy);
+    }
+
+    #[test]
+    fn model_table_overrides_defaults() {
+        let c = Config::from_toml(
+            r#"
+            [defaults]
+            max_queue = 7
+            keep_alive_s = 60
+            [models.a]
+            backend = "sim"
+            source = "a"
+            policy = "preload"
+            max_queue = 3
+            options = { load_ms = 5 }
+            [models.b]
+            backend = "sim"
+            source = "/abs/b"
+            "#,
+        )
+        .expect("parses");
+        let specs = c.model_specs().expect("specs");
+        let a = &specs[0];
+        assert_eq!(a.max_queue, 3);
+        assert!(a.pinned, "preload pins by default");
+        assert_eq!(a.keep_alive, Some(Duration::from_secs(60)));
+        assert_eq!(a.source.path, PathBuf::from("./models/a"));
+        assert_eq!(a.source.options["load_ms"], "5");
+        let b = &specs[1];
+        assert_eq!(b.max_queue, 7);
+        assert!(!b.pinned);
+        assert_eq!(b.source.path, PathBuf::from("/abs/b"));
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = Config::from_toml("[server]\nprot = 1\n")
+            .expect_err("must fail")
+            .to_string();
+        assert!(err.contains("prot"), "{err}");
+    }
+
+    #[test]
+    fn hf_source_resolves_in_local_cache_or_says_why() {
+        let err = resolve_source("hf://org/missing-model", Path::new("m")).expect_err("must fail");
+        assert!(err.contains("not in the local Hugging Face cache"), "{err}");
+        assert!(resolve_source("hf://bad", Path::new("m")).is_err());
+    }
+}

@@ -1,0 +1,18 @@
+//! Every environment variable brisk reads, in one place.
+
+/// Path of the TOML config file (same as `--config`).
+pub const CONFIG: &str = "BRISK_CONFIG";
+/// Address to bind (same as `--host`).
+pub const HOST: &str = "BRISK_HOST";
+/// Port to bind (same as `--port`).
+pub const PORT: &str = "BRISK_PORT";
+/// Folder scanned for models and against which relative model paths resolve.
+pub const MODELS_DIR: &str = "BRISK_MODELS_DIR";
+/// Log filter in `tracing_subscriber::EnvFilter` syntax (default `info`).
+pub const LOG: &str = "BRISK_LOG";
+/// Log format: `text` (default) or `json`.
+pub const LOG_FORMAT: &str = "BRISK_LOG_FORMAT";
+/// Threads used by the inference kernels (candle reads it at first use).
+pub const RAYON_NUM_THREADS: &str = "RAYON_NUM_THREADS";
+/// Root of a local Hugging Face cache, used to resolve `hf://` sources.
+pub const HF_HOME: &str = "HF_HOME";

@@ -1,0 +1,164 @@
+//! The one place where errors become HTTP responses, in OpenAI's shape:
+//! `{"error": {"message", "type", "param", "code"}}`.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use brisk_core::BackendError;
+use brisk_engine::EngineError;
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The request is malformed; `param` names the offending field.
+    #[error("{message}")]
+    BadRequest {
+        message: String,
+        param: Option<&'static str>,
+    },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+}
+
+impl AppError {
+    pub fn bad(message: impl Into<String>, param: &'static str) -> Self {
+        AppError::BadRequest {
+            message: message.into(),
+            param: Some(param),
+        }
+    }
+
+    /// Status, OpenAI error type and code: the whole error table.
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        use EngineError as E;
+        const INVALID: &str = "invalid_request_error";
+        const SERVER: &str = "server_error";
+        match self {
+            AppError::BadRequest { .. } => (StatusCode::BAD_REQUEST, INVALID, "invalid_request"),
+            AppError::NotFound(_) => (StatusCode::NOT_FOUND, INVALID, "not_found"),
+            AppError::PayloadTooLarge(_) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, INVALID, "payload_too_large")
+            }
+            AppError::Engine(e) => match e {
+                E::UnknownModel(_) => (StatusCode::NOT_FOUND, INVALID, "model_not_found"),
+                E::WrongTask { .. } => (StatusCode::BAD_REQUEST, INVALID, "wrong_model_task"),
+                E::InvalidInput(_) => (StatusCode::BAD_REQUEST, INVALID, "invalid_input"),
+                E::QueueFull { .. } => (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limit_error",
+                    "queue_full",
+                ),
+                E::Cooldown { .. } => {
+                    (StatusCode::SERVICE_UNAVAILABLE, SERVER, "model_load_failed")
+                }
+                E::MemoryBudget { .. } => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    SERVER,
+                    "memory_budget_exceeded",
+                ),
+                E::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, SERVER, "shutting_down"),
+                E::DeadlineExceeded { .. } => {
+                    (StatusCode::GATEWAY_TIMEOUT, SERVER, "deadline_exceeded")
+                }
+                E::Panicked { .. } => (StatusCode::INTERNAL_SERVER_ERROR, SERVER, "backend_panic"),
+                E::Backend(b) => match b {
+                    BackendError::InvalidInput(_) => {
+                        (StatusCode::BAD_REQUEST, INVALID, "invalid_input")
+                    }
+                    BackendError::Unsupported(_) => {
+                        (StatusCode::BAD_REQUEST, INVALID, "unsupported")
+                    }
+                    BackendError::NotFound(_) | BackendError::InvalidModel(_) => {
+                        (StatusCode::SERVICE_UNAVAILABLE, SERVER, "model_unavailable")
+                    }
+                    BackendError::Inference(_) => (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        SERVER,
+                        "inference_failed",
+                    ),
+                },
+            },
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    message: String,
+    r#type: &'a str,
+    param: Option<&'a str>,
+    code: &'a str,
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, kind, code) = self.parts();
+        if status.is_server_error() {
+            tracing::warn!(error = %self, status = status.as_u16(), "request failed");
+        }
+        let param = match &self {
+            AppError::BadRequest { param, .. } => *param,
+            _ => None,
+        };
+        let retry_after = match &self {
+            AppError::Engine(e) => e.retry_after(),
+            _ => None,
+        };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                message: self.to_string(),
+                r#type: kind,
+                param,
+                code,
+            },
+        };
+        let mut resp = (status, axum::Json(body)).into_response();
+        if let Some(after) = retry_after {
+            let secs = after.as_secs_f64().ceil().max(1.0) as u64;
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        resp
+    }
+}
+
+/// `axum::Json`, but a body that is not valid JSON, or not of the expected
+/// shape, is answered in our error shape instead of axum's plain text.
+pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Json(v)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(
+                AppError::PayloadTooLarge("request body is larger than the server accepts".into()),
+            ),
+            Err(rejection) => Err(AppError::BadRequest {
+                message: match &rejection {
+                    JsonRejection::MissingJsonContentType(_) => {
+                        "expected a JSON body with Content-Type: application/json".to_string()
+                    }
+                    other => other.body_text(),
+                },
+                param: None,
+            }),
+        }
+    }
+}

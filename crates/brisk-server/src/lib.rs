@@ -1,0 +1,33 @@
+//! The brisk HTTP server: routes, configuration, metrics and the CLI's
+//! building blocks. `main.rs` only parses arguments and calls [`serve`].
+
+pub mod bench;
+pub mod config;
+pub mod embeddings;
+pub mod env;
+pub mod error;
+pub mod observe;
+pub mod routes;
+pub mod serve;
+
+use std::sync::Arc;
+
+use brisk_engine::{Registry, Timeline};
+use metrics_exporter_prometheus::PrometheusHandle;
+
+pub use routes::router;
+pub use serve::{build_state, serve, ServeOptions};
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub registry: Registry,
+    pub metrics: Option<PrometheusHandle>,
+    pub config: Arc<config::Config>,
+}
+
+impl AppState {
+    pub fn timeline(&self) -> &Timeline {
+        self.registry.timeline()
+    }
+}
