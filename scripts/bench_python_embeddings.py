@@ -24,8 +24,10 @@ How to run (from the repository root):
 
 Options: --model-dir DIR, --n-single N (200), --n-batched N (1024),
 --batch-size B (32), --threads T (2), --warmup W (5).
-The machine should be otherwise idle; the load average before and after the
-run is included in the output so a disturbed run can be recognised.
+The machine should be otherwise idle. The output includes the load average
+and "other_processes_cpu_pct" (share of the machine's CPU used by other
+processes during each phase, from /proc/stat); with more than a few percent
+the run was disturbed and should be repeated.
 """
 
 from __future__ import annotations
@@ -33,8 +35,30 @@ from __future__ import annotations
 # Taken before any heavy import: the script's own t0.
 import time
 
-_T0_WALL = time.time()
 _T0_PERF = time.perf_counter()
+
+
+def process_age_s() -> float | None:
+    """Seconds since this process started (/proc; 10 ms resolution).
+
+    /proc/self/stat field 22 is the start time in clock ticks since boot and
+    /proc/uptime is the time since boot, so their difference is the age.
+    """
+    try:
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        with open("/proc/self/stat") as f:
+            stat = f.read()
+        # Fields after "(comm)"; comm may contain spaces. starttime is field 22.
+        start_ticks = int(stat[stat.rindex(")") + 2 :].split()[19])
+        import os as _os
+
+        return uptime - start_ticks / _os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+_T0_AGE = process_age_s()
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -101,19 +125,29 @@ def make_sentences(n: int, seed: int) -> list[str]:
     return out
 
 
-def process_start_epoch() -> float | None:
-    """Process start time (seconds since epoch) from /proc; 10 ms resolution."""
+def cpu_snapshot() -> tuple[float, float, float] | None:
+    """(machine busy CPU-s, this process's CPU-s, wall-s) for contention checks."""
     try:
-        with open("/proc/self/stat") as f:
-            stat = f.read()
-        # Field 22 (starttime, clock ticks since boot); comm may contain spaces.
-        fields = stat[stat.rindex(")") + 2 :].split()
-        start_ticks = int(fields[19])
         with open("/proc/stat") as f:
-            btime = next(int(line.split()[1]) for line in f if line.startswith("btime "))
-        return btime + start_ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, StopIteration, IndexError):
+            vals = [int(x) for x in f.readline().split()[1:]]
+        tck = os.sysconf("SC_CLK_TCK")
+        idle = vals[3] + (vals[4] if len(vals) > 4 else 0)  # idle + iowait
+        busy = (sum(vals[:8]) - idle) / tck  # user..steal, no guest double count
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        return busy, ru.ru_utime + ru.ru_stime, time.perf_counter()
+    except (OSError, ValueError, IndexError):
         return None
+
+
+def other_cpu_pct(a, b) -> float | None:
+    """Share of the machine's CPU capacity used by *other* processes between
+    two snapshots, in percent. Near 0 on an idle machine; a high value means
+    the run was disturbed and its figures should not be trusted."""
+    if a is None or b is None:
+        return None
+    wall = b[2] - a[2]
+    others = (b[0] - a[0]) - (b[1] - a[1])
+    return round(max(0.0, 100.0 * others / (wall * (os.cpu_count() or 1))), 1)
 
 
 def pct(values: list[float], p: float) -> float:
@@ -162,22 +196,19 @@ def main() -> int:
     t_first = time.perf_counter()
     first = model.encode("Hello world, this is the first embedding.", show_progress_bar=False)
     t_done = time.perf_counter()
-    first_wall = time.time()
+    age_first = process_age_s()
     assert first.shape == (384,), first.shape
 
-    proc_start = process_start_epoch()
     cold = {
         "process_start_to_first_embedding_s": (
-            round(first_wall - proc_start, 4) if proc_start is not None else None
+            round(age_first, 3) if age_first is not None else None
         ),
-        "interpreter_startup_s": (
-            round(_T0_WALL - proc_start, 4) if proc_start is not None else None
-        ),
+        "interpreter_startup_s": round(_T0_AGE, 3) if _T0_AGE is not None else None,
         "script_start_to_first_embedding_s": round(t_done - _T0_PERF, 4),
         "import_s": round(t_load - t_imp, 4),
         "model_load_s": round(t_first - t_load, 4),
         "first_encode_s": round(t_done - t_first, 4),
-        "note": "process start from /proc/self/stat (10 ms resolution)",
+        "note": "process age from /proc/self/stat + /proc/uptime (10 ms resolution); warm page cache",
     }
 
     single_sentences = make_sentences(args.n_single, seed=1)
@@ -190,6 +221,7 @@ def main() -> int:
 
     # --- (a) + (c): batch 1 ---------------------------------------------
     print(f"batch 1: {args.n_single} calls...", file=sys.stderr)
+    snap_a = cpu_snapshot()
     lat = []
     t_a = time.perf_counter()
     for s in single_sentences:
@@ -197,6 +229,7 @@ def main() -> int:
         model.encode(s, show_progress_bar=False)
         lat.append(time.perf_counter() - t)
     dur_a = time.perf_counter() - t_a
+    snap_a_end = cpu_snapshot()
     lat_ms = [x * 1000.0 for x in lat]
 
     # --- (b): 32-sentence batches -----------------------------------------
@@ -204,6 +237,7 @@ def main() -> int:
     batches = [batched_sentences[i : i + bs] for i in range(0, len(batched_sentences), bs)]
     model.encode(batches[0], batch_size=bs, show_progress_bar=False)  # warm-up
     print(f"batch {bs}: {len(batches)} calls...", file=sys.stderr)
+    snap_b = cpu_snapshot()
     blat = []
     t_b = time.perf_counter()
     for b in batches:
@@ -212,6 +246,7 @@ def main() -> int:
         blat.append(time.perf_counter() - t)
         assert out.shape == (len(b), 384)
     dur_b = time.perf_counter() - t_b
+    snap_end = cpu_snapshot()
     blat_ms = [x * 1000.0 for x in blat]
 
     peak_rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
@@ -232,6 +267,10 @@ def main() -> int:
             "torch_interop_threads": torch.get_num_interop_threads(),
             "loadavg_before": [round(x, 2) for x in load_before],
             "loadavg_after": [round(x, 2) for x in load_after],
+            "other_processes_cpu_pct": {
+                "batch1": other_cpu_pct(snap_a, snap_a_end),
+                f"batch{bs}": other_cpu_pct(snap_b, snap_end),
+            },
         },
         "sentences": {
             "words_min": min(words),

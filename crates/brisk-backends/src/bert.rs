@@ -14,7 +14,7 @@ use brisk_core::{Backend, BackendError, Request, Response, Task, TokenCounter};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
-use tokenizers::Tokenizer;
+use tokenizers::{Encoding, Tokenizer, TruncationParams};
 
 fn read_json(path: &Path) -> Result<serde_json::Value, BackendError> {
     let text = std::fs::read_to_string(path)
@@ -74,6 +74,8 @@ impl TokenCounter for Counter {
 pub struct BertEmbedder {
     model: BertModel,
     tokenizer: Arc<Tokenizer>,
+    /// The same tokenizer, cutting at the model's length (for `truncate`).
+    truncating: Tokenizer,
     counter: Arc<Counter>,
     pooling: Pooling,
     normalize: bool,
@@ -136,8 +138,16 @@ impl BertEmbedder {
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &device) }
             .map_err(invalid)?;
         let model = BertModel::load(vb, &config).map_err(invalid)?;
+        let mut truncating = tokenizer.clone();
+        truncating
+            .with_truncation(Some(TruncationParams {
+                max_length: max_tokens,
+                ..Default::default()
+            }))
+            .map_err(|e| BackendError::InvalidModel(format!("tokenizer: {e}")))?;
         let tokenizer = Arc::new(tokenizer);
         Ok(Self {
+            truncating,
             model,
             counter: Arc::new(Counter {
                 tokenizer: tokenizer.clone(),
@@ -151,25 +161,41 @@ impl BertEmbedder {
         })
     }
 
-    /// Embeds texts in one forward pass, padded to the longest.
-    /// Returns one vector and the token count of each text.
-    pub fn embed(&self, texts: &[&str]) -> Result<(Vec<Vec<f32>>, Vec<usize>), BackendError> {
-        let encodings = self
-            .tokenizer
+    /// Tokenizes texts; over-long ones are an error unless `truncate`.
+    fn encode(&self, texts: &[&str], truncate: bool) -> Result<Vec<Encoding>, BackendError> {
+        let tokenizer = if truncate {
+            &self.truncating
+        } else {
+            &*self.tokenizer
+        };
+        let encodings = tokenizer
             .encode_batch(texts.to_vec(), true)
             .map_err(|e| BackendError::InvalidInput(format!("cannot tokenize input: {e}")))?;
-        let max_len = encodings.iter().map(|e| e.len()).max().unwrap_or(0);
-        if max_len > self.counter.max_tokens {
+        if let Some((i, e)) = encodings
+            .iter()
+            .enumerate()
+            .find(|(_, e)| e.len() > self.counter.max_tokens)
+        {
             return Err(BackendError::InvalidInput(format!(
-                "input has {max_len} tokens; this model accepts at most {}",
+                "input[{i}] has {} tokens; this model accepts at most {} (set truncate to cut it)",
+                e.len(),
                 self.counter.max_tokens
             )));
         }
+        Ok(encodings)
+    }
+
+    /// One forward pass over encodings padded to the longest; mean or CLS
+    /// pooling over real tokens only, then L2 when the model asks for it.
+    fn forward(&self, encodings: &[&Encoding]) -> Result<Vec<Vec<f32>>, BackendError> {
         let n = encodings.len();
+        let max_len = encodings.iter().map(|e| e.len()).max().unwrap_or(0);
+        if n == 0 || max_len == 0 {
+            return Ok(vec![Vec::new(); n]);
+        }
         let mut ids = Vec::with_capacity(n * max_len);
         let mut mask = Vec::with_capacity(n * max_len);
-        let tokens: Vec<usize> = encodings.iter().map(|e| e.len()).collect();
-        for e in &encodings {
+        for e in encodings {
             ids.extend(e.get_ids().iter().copied());
             ids.extend(std::iter::repeat_n(0u32, max_len - e.len()));
             mask.extend(e.get_attention_mask().iter().copied());
@@ -195,7 +221,20 @@ impl BertEmbedder {
         if self.normalize {
             vectors.iter_mut().for_each(|v| brisk_core::l2_normalize(v));
         }
-        Ok((vectors, tokens))
+        Ok(vectors)
+    }
+
+    /// Embeds texts in one forward pass. Returns one vector and the token
+    /// count of each text.
+    pub fn embed(
+        &self,
+        texts: &[&str],
+        truncate: bool,
+    ) -> Result<(Vec<Vec<f32>>, Vec<usize>), BackendError> {
+        let encodings = self.encode(texts, truncate)?;
+        let refs: Vec<&Encoding> = encodings.iter().collect();
+        let vectors = self.forward(&refs)?;
+        Ok((vectors, encodings.iter().map(|e| e.len()).collect()))
     }
 }
 
@@ -208,37 +247,32 @@ impl Backend for BertEmbedder {
         self.memory_bytes
     }
 
-    /// All texts of all requests go through the model together, then are
-    /// split back per request. If the joint pass fails (one bad input), each
-    /// request is retried alone so the others still succeed.
+    /// Every request is tokenized on its own (a bad input fails only its
+    /// request); then all texts of all good requests go through the model
+    /// in one padded forward pass and are split back per request.
     fn infer(&mut self, batch: Vec<Request>) -> Vec<Result<Response, BackendError>> {
-        let texts: Vec<Vec<String>> = batch
-            .into_iter()
+        let encoded: Vec<Result<Vec<Encoding>, BackendError>> = batch
+            .iter()
             .map(|r| match r {
-                Request::Embed { texts } => texts,
+                Request::Embed { texts, truncate } => {
+                    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                    self.encode(&refs, *truncate)
+                }
+                other => Err(BackendError::Unsupported(other.task().to_string())),
             })
             .collect();
-        let all: Vec<&str> = texts.iter().flatten().map(String::as_str).collect();
-        if let Ok((vectors, tokens)) = self.embed(&all) {
-            let mut vectors = vectors.into_iter();
-            let mut tokens = tokens.into_iter();
-            return texts
-                .iter()
-                .map(|t| {
-                    Ok(Response::Embed {
-                        vectors: vectors.by_ref().take(t.len()).collect(),
-                        prompt_tokens: tokens.by_ref().take(t.len()).sum(),
-                    })
-                })
-                .collect();
-        }
-        texts
-            .iter()
-            .map(|t| {
-                let refs: Vec<&str> = t.iter().map(String::as_str).collect();
-                self.embed(&refs).map(|(vectors, tokens)| Response::Embed {
-                    vectors,
-                    prompt_tokens: tokens.iter().sum(),
+        let all: Vec<&Encoding> = encoded.iter().flatten().flatten().collect();
+        let mut vectors = match self.forward(&all) {
+            Ok(v) => v.into_iter(),
+            Err(e) => return batch.iter().map(|_| Err(e.clone())).collect(),
+        };
+        encoded
+            .into_iter()
+            .map(|enc| {
+                let enc = enc?;
+                Ok(Response::Embed {
+                    vectors: vectors.by_ref().take(enc.len()).collect(),
+                    prompt_tokens: enc.iter().map(|e| e.len()).sum(),
                 })
             })
             .collect()

@@ -10,6 +10,8 @@ use brisk_core::{Backend, BackendError, Loader, ModelSource, Task};
 
 #[cfg(feature = "candle")]
 pub mod bert;
+#[cfg(feature = "llama")]
+pub mod llama;
 pub mod sim;
 
 /// Backend names this build can load.
@@ -18,6 +20,8 @@ pub fn available_backends() -> &'static [&'static str] {
         "sim",
         #[cfg(feature = "candle")]
         "candle-bert",
+        #[cfg(feature = "llama")]
+        "candle-llama",
     ]
 }
 
@@ -52,6 +56,8 @@ impl Loader for BriskLoader {
             "sim" => self.sim.load(name, source),
             #[cfg(feature = "candle")]
             "candle-bert" => Ok(Box::new(bert::BertEmbedder::load(&source.path)?)),
+            #[cfg(feature = "llama")]
+            "candle-llama" => Ok(Box::new(llama::LlamaGenerator::load(&source.path)?)),
             other => Err(unknown(other)),
         }
     }
@@ -61,6 +67,8 @@ impl Loader for BriskLoader {
             "sim" => self.sim.estimate_bytes(source),
             #[cfg(feature = "candle")]
             "candle-bert" => bert::estimate_bytes(&source.path),
+            #[cfg(feature = "llama")]
+            "candle-llama" => llama::estimate_bytes(&source.path),
             _ => None,
         }
     }
@@ -70,6 +78,8 @@ impl Loader for BriskLoader {
             "sim" => Ok(Task::Embeddings),
             #[cfg(feature = "candle")]
             "candle-bert" => Ok(Task::Embeddings),
+            #[cfg(feature = "llama")]
+            "candle-llama" => Ok(Task::Generation),
             other => Err(unknown(other)),
         }
     }
@@ -115,6 +125,10 @@ pub fn detect(path: &Path) -> Option<&'static str> {
     if path.is_dir() && bert::looks_like_bert(path) {
         return Some("candle-bert");
     }
+    #[cfg(feature = "llama")]
+    if llama::looks_like_gguf(path) {
+        return Some("candle-llama");
+    }
     let _ = path;
     None
 }
@@ -154,6 +168,7 @@ mod tests {
         assert_eq!(loader.sim().attempts("m"), 2);
         let out = b.infer(vec![brisk_core::Request::Embed {
             texts: vec!["a b".into()],
+            truncate: false,
         }]);
         match &out[0] {
             Ok(brisk_core::Response::Embed {

@@ -145,7 +145,7 @@ impl Backend for SimBackend {
         batch
             .into_iter()
             .map(|r| match r {
-                Request::Embed { texts } => {
+                Request::Embed { texts, .. } => {
                     if texts.iter().any(|t| t == "__panic__") {
                         panic!("simulated backend panic");
                     }
@@ -158,6 +158,7 @@ impl Backend for SimBackend {
                         prompt_tokens,
                     })
                 }
+                other => Err(BackendError::Unsupported(format!("{}", other.task()))),
             })
             .collect()
     }

@@ -31,10 +31,15 @@ impl fmt::Display for Task {
 }
 
 /// One inference request, as the engine hands it to a backend.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub enum Request {
     /// Embed every text; the reply carries one vector per text, in order.
-    Embed { texts: Vec<String> },
+    /// Texts longer than the model accepts are an error, unless `truncate`
+    /// is set: then they are cut to the model's length, as
+    /// sentence-transformers does.
+    Embed { texts: Vec<String>, truncate: bool },
+    /// Generate text from a chat or a raw prompt.
+    Generate(GenerateRequest),
 }
 
 impl Request {
@@ -42,8 +47,95 @@ impl Request {
     pub fn task(&self) -> Task {
         match self {
             Request::Embed { .. } => Task::Embeddings,
+            Request::Generate(_) => Task::Generation,
         }
     }
+}
+
+/// One chat message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// `system`, `user`, `assistant` (validated at the HTTP edge).
+    pub role: String,
+    pub content: String,
+}
+
+/// What to continue: a chat (rendered with the model's own chat template)
+/// or a raw text prompt used as is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prompt {
+    Chat(Vec<ChatMessage>),
+    Text(String),
+}
+
+/// Sampling and stopping. `temperature == 0` means greedy decoding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateParams {
+    pub max_tokens: usize,
+    pub temperature: f64,
+    pub top_p: Option<f64>,
+    pub top_k: Option<usize>,
+    pub seed: Option<u64>,
+    /// Generation stops before any of these strings; they are not returned.
+    pub stop: Vec<String>,
+}
+
+impl Default for GenerateParams {
+    fn default() -> Self {
+        Self {
+            max_tokens: 256,
+            temperature: 0.0,
+            top_p: None,
+            top_k: None,
+            seed: None,
+            stop: Vec::new(),
+        }
+    }
+}
+
+/// Receives generated text pieces as they are produced. Returns `false`
+/// when nobody listens any more, and generation should stop.
+pub type TokenSink = Box<dyn FnMut(&str) -> bool + Send>;
+
+pub struct GenerateRequest {
+    pub prompt: Prompt,
+    pub params: GenerateParams,
+    /// Set for streaming requests.
+    pub sink: Option<TokenSink>,
+}
+
+impl fmt::Debug for GenerateRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GenerateRequest")
+            .field("prompt", &self.prompt)
+            .field("params", &self.params)
+            .field("streaming", &self.sink.is_some())
+            .finish()
+    }
+}
+
+/// Why generation ended, as OpenAI's `finish_reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// End-of-sequence token or a stop string.
+    Stop,
+    /// `max_tokens` or the context length was reached.
+    Length,
+    /// The sink stopped listening (client went away).
+    Cancelled,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    pub text: String,
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    pub finish_reason: FinishReason,
+    /// Time spent on the prompt (prefill), in seconds.
+    pub prompt_eval_s: f64,
+    /// Time spent generating tokens after the prompt, in seconds.
+    pub eval_s: f64,
 }
 
 /// The answer to one [`Request`].
@@ -54,6 +146,7 @@ pub enum Response {
         /// Tokens actually fed to the model (for `usage`).
         prompt_tokens: usize,
     },
+    Generate(Generation),
 }
 
 /// Errors a backend reports. The HTTP edge maps each variant to one status.

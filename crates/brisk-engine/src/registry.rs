@@ -211,6 +211,12 @@ impl Registry {
         let mut models = BTreeMap::new();
         for spec in specs {
             let task = loader.task(&spec.source)?;
+            let mut spec = spec;
+            if task == Task::Generation {
+                // A generation holds the model for many steps; batching
+                // requests would only make each wait for the longest.
+                spec.batch.max_requests = 1;
+            }
             let (changed, _) = watch::channel(0);
             let entry = Entry {
                 admission: Arc::new(Semaphore::new(spec.max_queue.max(1))),
@@ -741,7 +747,7 @@ impl Registry {
 /// Checks what needs no model, so a bad request never triggers a load.
 fn check_shape(request: &Request) -> Result<(), EngineError> {
     match request {
-        Request::Embed { texts } => {
+        Request::Embed { texts, .. } => {
             if texts.is_empty() {
                 return Err(EngineError::InvalidInput(
                     "'input' must not be an empty list".into(),
@@ -754,6 +760,22 @@ fn check_shape(request: &Request) -> Result<(), EngineError> {
             }
             Ok(())
         }
+        Request::Generate(g) => {
+            match &g.prompt {
+                brisk_core::Prompt::Chat(m) if m.is_empty() => {
+                    return Err(EngineError::InvalidInput(
+                        "'messages' must not be empty".into(),
+                    ))
+                }
+                _ => {}
+            }
+            if g.params.max_tokens == 0 {
+                return Err(EngineError::InvalidInput(
+                    "'max_tokens' must be at least 1".into(),
+                ));
+            }
+            Ok(())
+        }
     }
 }
 
@@ -763,22 +785,27 @@ fn count_tokens(
     counter: Option<&dyn TokenCounter>,
 ) -> Result<usize, EngineError> {
     match request {
-        Request::Embed { texts } => {
+        Request::Embed { texts, truncate } => {
             let Some(counter) = counter else {
                 return Ok(texts.iter().map(|t| t.len() / 4 + 1).sum());
             };
             let max = counter.max_input_tokens();
             let mut total = 0;
             for (i, t) in texts.iter().enumerate() {
-                let n = counter.count(t)?;
-                if n > max {
+                let mut n = counter.count(t)?;
+                if *truncate {
+                    n = n.min(max);
+                } else if n > max {
                     return Err(EngineError::InvalidInput(format!(
-                        "input[{i}] has {n} tokens; this model accepts at most {max}"
+                        "input[{i}] has {n} tokens; this model accepts at most {max} (set truncate to cut it)"
                     )));
                 }
                 total += n;
             }
             Ok(total)
         }
+        // Generation runs one request at a time; its length is checked by
+        // the backend, which owns the chat template.
+        Request::Generate(_) => Ok(1),
     }
 }

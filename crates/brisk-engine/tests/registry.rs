@@ -52,6 +52,7 @@ fn registry(specs: Vec<ModelSpec>, s: EngineSettings) -> (Registry, Arc<BriskLoa
 fn embed(text: &str) -> Request {
     Request::Embed {
         texts: vec![text.to_string()],
+        truncate: false,
     }
 }
 
@@ -344,7 +345,13 @@ async fn bad_requests_are_refused_before_any_load() {
         settings(),
     );
     let err = r
-        .infer("m", Request::Embed { texts: vec![] })
+        .infer(
+            "m",
+            Request::Embed {
+                texts: vec![],
+                truncate: false,
+            },
+        )
         .await
         .expect_err("empty");
     assert!(matches!(err, EngineError::InvalidInput(_)));

@@ -22,6 +22,9 @@ pub struct EmbeddingsRequest {
     pub dimensions: Option<usize>,
     #[serde(default)]
     pub user: Option<String>,
+    /// Cut over-long inputs to the model's length instead of failing.
+    #[serde(default)]
+    pub truncate: bool,
 }
 
 /// Turns OpenAI's `input` into a list of texts, or says precisely what is wrong.
@@ -71,16 +74,20 @@ async fn embed(
     state: &AppState,
     model: &str,
     texts: Vec<String>,
+    truncate: bool,
 ) -> Result<(Vec<Vec<f32>>, usize), AppError> {
     match state
         .registry
-        .infer(model, Request::Embed { texts })
+        .infer(model, Request::Embed { texts, truncate })
         .await?
     {
         Response::Embed {
             vectors,
             prompt_tokens,
         } => Ok((vectors, prompt_tokens)),
+        other => Err(AppError::Engine(brisk_engine::EngineError::Backend(
+            brisk_core::BackendError::Inference(format!("unexpected reply {other:?}")),
+        ))),
     }
 }
 
@@ -103,7 +110,7 @@ pub async fn create(
         }
     };
     let texts = parse_input(req.input)?;
-    let (vectors, prompt_tokens) = embed(&state, &model, texts).await?;
+    let (vectors, prompt_tokens) = embed(&state, &model, texts, req.truncate).await?;
     if let (Some(want), Some(have)) = (req.dimensions, vectors.first().map(Vec::len)) {
         if want != have {
             return Err(AppError::bad(
@@ -170,7 +177,7 @@ pub async fn v2_infer(
         ));
     }
     let texts = parse_input(Some(input.data.clone()))?;
-    let (vectors, _) = embed(&state, &model, texts).await?;
+    let (vectors, _) = embed(&state, &model, texts, false).await?;
     let dim = vectors.first().map(Vec::len).unwrap_or(0);
     let rows = vectors.len();
     let flat: Vec<f32> = vectors.into_iter().flatten().collect();

@@ -1,0 +1,441 @@
+//! Text generation from GGUF files (llama architecture) on candle, e.g.
+//! SmolLM2-135M-Instruct.
+//!
+//! Everything comes from the one `.gguf` file: the quantized weights
+//! (`candle_transformers::models::quantized_llama`), the tokenizer (built
+//! from the vocabulary and merges in the metadata, see [`tokenizer`]) and
+//! the chat template (`tokenizer.chat_template`, see [`template`]).
+//!
+//! Requests run one at a time. Each starts from a fresh copy of the weights
+//! (cheap: the tensors are shared), so nothing — KV cache, attention masks —
+//! carries over from the request before.
+
+pub mod sampling;
+pub mod template;
+pub mod tokenizer;
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use brisk_core::{
+    Backend, BackendError, FinishReason, GenerateParams, GenerateRequest, Generation, Prompt,
+    Request, Response, Task, TokenCounter, TokenSink,
+};
+use candle_core::quantized::gguf_file;
+use candle_core::{Device, Tensor};
+use candle_transformers::generation::LogitsProcessor;
+use candle_transformers::models::quantized_llama::{ModelWeights, MAX_SEQ_LEN};
+
+pub use sampling::{sampling_for, Scan, StopScanner};
+pub use template::{render_chatml, ChatTemplate};
+pub use tokenizer::{GgufTokenizer, PreTokenizerKind, TokenType, TokenizerSpec, Utf8Stream};
+
+use tokenizer::md_uint;
+
+/// Prompts are fed to the model in chunks of this many tokens, which bounds
+/// the size of the attention scores for long prompts.
+const PREFILL_CHUNK: usize = 512;
+
+fn is_gguf(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+}
+
+/// The `.gguf` file in `dir` (the first by name if there are several).
+pub fn find_gguf(dir: &Path) -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && is_gguf(p))
+        .collect();
+    found.sort();
+    found.into_iter().next()
+}
+
+/// True for a `.gguf` file, or a directory holding one.
+pub fn looks_like_gguf(path: &Path) -> bool {
+    if path.is_dir() {
+        find_gguf(path).is_some()
+    } else {
+        path.is_file() && is_gguf(path)
+    }
+}
+
+/// The GGUF file `path` stands for: the file itself, or the one in the folder.
+pub fn resolve_gguf(path: &Path) -> Result<PathBuf, BackendError> {
+    if path.is_dir() {
+        find_gguf(path)
+            .ok_or_else(|| BackendError::NotFound(format!("no .gguf file in {}", path.display())))
+    } else if path.is_file() {
+        Ok(path.to_path_buf())
+    } else {
+        Err(BackendError::NotFound(format!(
+            "{} does not exist",
+            path.display()
+        )))
+    }
+}
+
+/// Size of the GGUF file, the bulk of resident memory.
+pub fn estimate_bytes(path: &Path) -> Option<u64> {
+    let file = resolve_gguf(path).ok()?;
+    std::fs::metadata(file).ok().map(|m| m.len())
+}
+
+fn invalid_model(file: &Path, e: impl std::fmt::Display) -> BackendError {
+    BackendError::InvalidModel(format!("{}: {e}", file.display()))
+}
+
+fn inference(e: candle_core::Error) -> BackendError {
+    BackendError::Inference(e.to_string())
+}
+
+/// Shares the tokenizer with the engine, to count prompt tokens.
+struct Counter {
+    tokenizer: Arc<GgufTokenizer>,
+    context_length: usize,
+}
+
+impl TokenCounter for Counter {
+    fn count(&self, text: &str) -> Result<usize, BackendError> {
+        self.tokenizer.encode(text).map(|ids| ids.len())
+    }
+
+    fn max_input_tokens(&self) -> usize {
+        self.context_length
+    }
+}
+
+/// A GGUF llama-architecture model that generates text (backend
+/// `candle-llama`).
+pub struct LlamaGenerator {
+    /// Pristine weights (empty KV cache); each request works on a clone.
+    weights: ModelWeights,
+    tokenizer: Arc<GgufTokenizer>,
+    template: ChatTemplate,
+    context_length: usize,
+    memory_bytes: u64,
+    device: Device,
+    counter: Arc<Counter>,
+    file: PathBuf,
+}
+
+impl std::fmt::Debug for LlamaGenerator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlamaGenerator")
+            .field("file", &self.file)
+            .field("context_length", &self.context_length)
+            .field("tokenizer", &self.tokenizer)
+            .field("template", &self.template)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LlamaGenerator {
+    /// Loads a `.gguf` file, or the `.gguf` file in a folder.
+    pub fn load(path: &Path) -> Result<Self, BackendError> {
+        let start = Instant::now();
+        let file = resolve_gguf(path)?;
+        let handle = File::open(&file)
+            .map_err(|e| BackendError::NotFound(format!("{}: {e}", file.display())))?;
+        let memory_bytes = handle.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut reader = BufReader::new(handle);
+        let content = gguf_file::Content::read(&mut reader).map_err(|e| invalid_model(&file, e))?;
+
+        let (tokenizer, template, context_length) = {
+            let md = &content.metadata;
+            let text = |key: &str| match md.get(key) {
+                Some(gguf_file::Value::String(s)) => Some(s.as_str()),
+                _ => None,
+            };
+            let uint = |key: &str| md.get(key).and_then(md_uint);
+            let arch = text("general.architecture").unwrap_or("");
+            if arch != "llama" {
+                return Err(invalid_model(
+                    &file,
+                    format!("architecture '{arch}' is not supported (only 'llama')"),
+                ));
+            }
+            // from_gguf divides by these; refuse a file that would make it panic.
+            let heads = uint("llama.attention.head_count").unwrap_or(0);
+            let kv_heads = uint("llama.attention.head_count_kv").unwrap_or(0);
+            let embd = uint("llama.embedding_length").unwrap_or(0);
+            if heads == 0
+                || kv_heads == 0
+                || embd == 0
+                || embd % heads != 0
+                || heads % kv_heads != 0
+            {
+                return Err(invalid_model(
+                    &file,
+                    format!(
+                        "inconsistent attention shape: {heads} heads, {kv_heads} KV heads, \
+                         embedding length {embd}"
+                    ),
+                ));
+            }
+            let tokenizer = GgufTokenizer::from_gguf(md).map_err(|e| invalid_model(&file, e))?;
+            let template = ChatTemplate::new(
+                text("tokenizer.chat_template"),
+                &tokenizer.bos_token(),
+                &tokenizer.eos_token(),
+            );
+            // candle's rotary tables stop at MAX_SEQ_LEN positions.
+            let trained = uint("llama.context_length").map_or(MAX_SEQ_LEN, |c| c as usize);
+            let context_length = trained.min(MAX_SEQ_LEN);
+            if let Some(info) = content.tensor_infos.get("token_embd.weight") {
+                let n_vocab = info.shape.dims().first().copied().unwrap_or(0);
+                if n_vocab != tokenizer.vocab_size() {
+                    tracing::warn!(
+                        model = n_vocab,
+                        tokenizer = tokenizer.vocab_size(),
+                        "vocabulary sizes differ"
+                    );
+                }
+            }
+            (tokenizer, template, context_length)
+        };
+
+        let device = Device::Cpu;
+        let weights = ModelWeights::from_gguf(content, &mut reader, &device)
+            .map_err(|e| invalid_model(&file, e))?;
+        let tokenizer = Arc::new(tokenizer);
+        tracing::info!(
+            file = %file.display(),
+            vocab = tokenizer.vocab_size(),
+            context_length,
+            chat_template = template.has_template(),
+            load_s = start.elapsed().as_secs_f64(),
+            "loaded GGUF model"
+        );
+        Ok(Self {
+            weights,
+            counter: Arc::new(Counter {
+                tokenizer: tokenizer.clone(),
+                context_length,
+            }),
+            tokenizer,
+            template,
+            context_length,
+            memory_bytes,
+            device,
+            file,
+        })
+    }
+
+    pub fn tokenizer(&self) -> &Arc<GgufTokenizer> {
+        &self.tokenizer
+    }
+
+    pub fn template(&self) -> &ChatTemplate {
+        &self.template
+    }
+
+    /// Longest prompt + completion, in tokens: the model's trained context,
+    /// capped at candle's `MAX_SEQ_LEN` (4096).
+    pub fn context_length(&self) -> usize {
+        self.context_length
+    }
+
+    /// The GGUF file this model was loaded from.
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// The text the model continues: a chat rendered with the chat template,
+    /// or a raw prompt as is.
+    pub fn render_prompt(&self, prompt: &Prompt) -> String {
+        match prompt {
+            Prompt::Chat(messages) => self.template.render(messages),
+            Prompt::Text(text) => text.clone(),
+        }
+    }
+
+    /// Token ids of the prompt, with BOS first if the model asks for it.
+    pub fn prompt_ids(&self, prompt: &Prompt) -> Result<Vec<u32>, BackendError> {
+        let mut ids = self.tokenizer.encode(&self.render_prompt(prompt))?;
+        if let (true, Some(bos)) = (self.tokenizer.add_bos(), self.tokenizer.bos_id()) {
+            if ids.first() != Some(&bos) {
+                ids.insert(0, bos);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Runs one generation request to the end.
+    pub fn generate(&self, request: GenerateRequest) -> Result<Generation, BackendError> {
+        let GenerateRequest {
+            prompt,
+            params,
+            sink,
+        } = request;
+        let sampling = sampling_for(&params)?;
+        let ids = self.prompt_ids(&prompt)?;
+        if ids.is_empty() {
+            return Err(BackendError::InvalidInput("the prompt is empty".into()));
+        }
+        let prompt_tokens = ids.len();
+        if prompt_tokens.saturating_add(params.max_tokens) > self.context_length {
+            return Err(BackendError::InvalidInput(format!(
+                "prompt has {prompt_tokens} tokens and max_tokens is {}; \
+                 the model's context is {} tokens",
+                params.max_tokens, self.context_length
+            )));
+        }
+        if params.max_tokens == 0 {
+            return Ok(Generation {
+                text: String::new(),
+                prompt_tokens,
+                completion_tokens: 0,
+                finish_reason: FinishReason::Length,
+                prompt_eval_s: 0.0,
+                eval_s: 0.0,
+            });
+        }
+        let seed = params.seed.unwrap_or_else(sampling::random_seed);
+        let sampler = LogitsProcessor::from_sampling(seed, sampling);
+        self.decode(&ids, &params, sampler, sink)
+    }
+
+    fn decode(
+        &self,
+        ids: &[u32],
+        params: &GenerateParams,
+        mut sampler: LogitsProcessor,
+        mut sink: Option<TokenSink>,
+    ) -> Result<Generation, BackendError> {
+        let mut send = |text: &str| -> bool {
+            match sink.as_mut() {
+                Some(f) if !text.is_empty() => f(text),
+                _ => true,
+            }
+        };
+        // A clone per request: fresh KV cache and mask cache, shared weights.
+        let mut model = self.weights.clone();
+
+        let started = Instant::now();
+        let mut next = prefill(&mut model, ids, &self.device)
+            .and_then(|logits| sampler.sample(&logits))
+            .map_err(inference)?;
+        let prompt_eval_s = started.elapsed().as_secs_f64();
+
+        let started = Instant::now();
+        let stop_ids = self.tokenizer.stop_ids();
+        let mut utf8 = Utf8Stream::default();
+        let mut scanner = StopScanner::new(&params.stop);
+        let mut completion_tokens = 0;
+        let mut stopped_on_string = false;
+        let mut finish = loop {
+            completion_tokens += 1;
+            if stop_ids.contains(&next) {
+                break FinishReason::Stop;
+            }
+            let piece = utf8.push(self.tokenizer.piece(next));
+            if !piece.is_empty() {
+                match scanner.push(&piece) {
+                    Scan::Stop(last) => {
+                        send(&last);
+                        stopped_on_string = true;
+                        break FinishReason::Stop;
+                    }
+                    Scan::Continue(ready) => {
+                        if !send(&ready) {
+                            break FinishReason::Cancelled;
+                        }
+                    }
+                }
+            }
+            if completion_tokens >= params.max_tokens {
+                break FinishReason::Length;
+            }
+            let position = ids.len() + completion_tokens - 1;
+            next = step(&mut model, next, position, &self.device)
+                .and_then(|logits| sampler.sample(&logits))
+                .map_err(inference)?;
+        };
+        if finish != FinishReason::Cancelled && !stopped_on_string {
+            // A character cut by the last token, then whatever was held back.
+            let rest = utf8.finish();
+            match scanner.push(&rest) {
+                Scan::Stop(last) => {
+                    send(&last);
+                    finish = FinishReason::Stop;
+                }
+                Scan::Continue(ready) => {
+                    send(&ready);
+                    send(&scanner.finish());
+                }
+            }
+        }
+        Ok(Generation {
+            text: scanner.into_text(),
+            prompt_tokens: ids.len(),
+            completion_tokens,
+            finish_reason: finish,
+            prompt_eval_s,
+            eval_s: started.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+/// Feeds the prompt (in chunks) and returns the logits after its last token.
+fn prefill(model: &mut ModelWeights, ids: &[u32], device: &Device) -> candle_core::Result<Tensor> {
+    let mut logits = None;
+    for (i, chunk) in ids.chunks(PREFILL_CHUNK).enumerate() {
+        let input = Tensor::new(chunk, device)?.unsqueeze(0)?;
+        logits = Some(model.forward(&input, i * PREFILL_CHUNK)?);
+    }
+    logits
+        .ok_or_else(|| candle_core::Error::Msg("empty prompt".into()))?
+        .squeeze(0)
+}
+
+/// Feeds one generated token at `position`; returns the next logits.
+fn step(
+    model: &mut ModelWeights,
+    token: u32,
+    position: usize,
+    device: &Device,
+) -> candle_core::Result<Tensor> {
+    let input = Tensor::new(&[token], device)?.unsqueeze(0)?;
+    model.forward(&input, position)?.squeeze(0)
+}
+
+impl Backend for LlamaGenerator {
+    fn task(&self) -> Task {
+        Task::Generation
+    }
+
+    fn memory_bytes(&self) -> u64 {
+        self.memory_bytes
+    }
+
+    /// Requests run one after the other. A panic inside candle fails only
+    /// its request: the shared weights are never mutated.
+    fn infer(&mut self, batch: Vec<Request>) -> Vec<Result<Response, BackendError>> {
+        batch
+            .into_iter()
+            .map(|request| match request {
+                Request::Generate(g) => {
+                    let run = std::panic::AssertUnwindSafe(|| self.generate(g));
+                    match std::panic::catch_unwind(run) {
+                        Ok(result) => result.map(Response::Generate),
+                        Err(_) => Err(BackendError::Inference(
+                            "generation panicked; see the server log".into(),
+                        )),
+                    }
+                }
+                other => Err(BackendError::Unsupported(other.task().to_string())),
+            })
+            .collect()
+    }
+
+    fn token_counter(&self) -> Option<Arc<dyn TokenCounter>> {
+        Some(self.counter.clone())
+    }
+}
