@@ -2,6 +2,8 @@
 //!
 //! Backend names used in configuration:
 //! - `candle-bert`: sentence embeddings (BERT family) on candle — feature `candle`
+//! - `candle-whisper`: speech recognition (Whisper, CTranslate2 `model.bin`)
+//!   on candle — feature `whisper`
 //! - `sim`: simulated model for tests and benchmarks (see [`sim`])
 
 use std::path::Path;
@@ -13,6 +15,8 @@ pub mod bert;
 #[cfg(feature = "llama")]
 pub mod llama;
 pub mod sim;
+#[cfg(feature = "whisper")]
+pub mod whisper;
 
 /// Backend names this build can load.
 pub fn available_backends() -> &'static [&'static str] {
@@ -22,6 +26,8 @@ pub fn available_backends() -> &'static [&'static str] {
         "candle-bert",
         #[cfg(feature = "llama")]
         "candle-llama",
+        #[cfg(feature = "whisper")]
+        "candle-whisper",
     ]
 }
 
@@ -58,6 +64,8 @@ impl Loader for BriskLoader {
             "candle-bert" => Ok(Box::new(bert::BertEmbedder::load(&source.path)?)),
             #[cfg(feature = "llama")]
             "candle-llama" => Ok(Box::new(llama::LlamaGenerator::load(&source.path)?)),
+            #[cfg(feature = "whisper")]
+            "candle-whisper" => Ok(Box::new(whisper::WhisperModel::load(&source.path)?)),
             other => Err(unknown(other)),
         }
     }
@@ -69,17 +77,21 @@ impl Loader for BriskLoader {
             "candle-bert" => bert::estimate_bytes(&source.path),
             #[cfg(feature = "llama")]
             "candle-llama" => llama::estimate_bytes(&source.path),
+            #[cfg(feature = "whisper")]
+            "candle-whisper" => whisper::estimate_bytes(&source.path),
             _ => None,
         }
     }
 
     fn task(&self, source: &ModelSource) -> Result<Task, BackendError> {
         match source.backend.as_str() {
-            "sim" => Ok(Task::Embeddings),
+            "sim" => self.sim.task(source),
             #[cfg(feature = "candle")]
             "candle-bert" => Ok(Task::Embeddings),
             #[cfg(feature = "llama")]
             "candle-llama" => Ok(Task::Generation),
+            #[cfg(feature = "whisper")]
+            "candle-whisper" => Ok(Task::Transcription),
             other => Err(unknown(other)),
         }
     }
@@ -128,6 +140,10 @@ pub fn detect(path: &Path) -> Option<&'static str> {
     #[cfg(feature = "llama")]
     if llama::looks_like_gguf(path) {
         return Some("candle-llama");
+    }
+    #[cfg(feature = "whisper")]
+    if path.is_dir() && whisper::looks_like_whisper(path) {
+        return Some("candle-whisper");
     }
     let _ = path;
     None

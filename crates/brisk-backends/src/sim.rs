@@ -9,6 +9,9 @@
 //! - `infer_ms`: time per batch (default 0)
 //! - `dim`: embedding size (default 8)
 //! - `max_tokens`: longest accepted input, in whitespace tokens (default 512)
+//! - `task`: `embeddings` (default) or `generation`; a generating sim echoes
+//!   the words of the last message, one word per token, `token_ms` apart,
+//!   and stops after them (or at `max_tokens`, or a stop string).
 //!
 //! An input text equal to `__panic__` makes inference panic, to exercise the
 //! engine's panic recovery.
@@ -19,7 +22,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use brisk_core::{Backend, BackendError, ModelSource, Request, Response, Task, TokenCounter};
+use brisk_core::{
+    Backend, BackendError, FinishReason, Generation, ModelSource, Prompt, Request, Response, Task,
+    TokenCounter,
+};
 
 /// Counts loads per model across the loader's lifetime (for tests).
 #[derive(Default)]
@@ -27,6 +33,7 @@ pub struct SimLoader {
     attempts: Mutex<HashMap<String, usize>>,
     active: AtomicUsize,
     max_active: AtomicUsize,
+    generated: Arc<AtomicUsize>,
 }
 
 fn opt<T: std::str::FromStr>(
@@ -53,6 +60,22 @@ impl SimLoader {
             .lock()
             .map(|m| m.get(name).copied().unwrap_or(0))
             .unwrap_or(0)
+    }
+
+    /// Tokens generated so far by all generating sims of this loader.
+    pub fn tokens_generated(&self) -> usize {
+        self.generated.load(Ordering::SeqCst)
+    }
+
+    /// The task a sim source serves.
+    pub fn task(&self, source: &ModelSource) -> Result<Task, BackendError> {
+        match source.options.get("task").map(String::as_str) {
+            None | Some("embeddings") => Ok(Task::Embeddings),
+            Some("generation") => Ok(Task::Generation),
+            Some(other) => Err(BackendError::InvalidModel(format!(
+                "sim task must be embeddings or generation, got {other}"
+            ))),
+        }
     }
 
     /// The most loads that ran at the same time.
@@ -82,6 +105,9 @@ impl SimLoader {
             )));
         }
         Ok(Box::new(SimBackend {
+            task: self.task(source)?,
+            token: Duration::from_millis(opt(source, "token_ms", 0)?),
+            generated: self.generated.clone(),
             memory_bytes: opt(source, "memory_bytes", 1 << 20)?,
             infer: Duration::from_millis(opt(source, "infer_ms", 0)?),
             dim: opt(source, "dim", 8)?,
@@ -110,6 +136,9 @@ impl TokenCounter for WordCounter {
 }
 
 struct SimBackend {
+    task: Task,
+    token: Duration,
+    generated: Arc<AtomicUsize>,
     memory_bytes: u64,
     infer: Duration,
     dim: usize,
@@ -131,9 +160,74 @@ impl SimBackend {
     }
 }
 
+impl SimBackend {
+    fn generate(&self, mut g: brisk_core::GenerateRequest) -> Generation {
+        let source = match &g.prompt {
+            Prompt::Chat(m) => m.last().map(|m| m.content.clone()).unwrap_or_default(),
+            Prompt::Text(t) => t.clone(),
+        };
+        let words: Vec<&str> = source.split_whitespace().collect();
+        let prompt_tokens = match &g.prompt {
+            Prompt::Chat(m) => m
+                .iter()
+                .map(|m| m.content.split_whitespace().count() + 2)
+                .sum(),
+            Prompt::Text(t) => t.split_whitespace().count(),
+        };
+        let started = std::time::Instant::now();
+        let mut text = String::new();
+        let mut finish_reason = FinishReason::Stop;
+        let mut completion_tokens = 0;
+        for (i, w) in words.iter().enumerate() {
+            if completion_tokens == g.params.max_tokens {
+                finish_reason = FinishReason::Length;
+                break;
+            }
+            std::thread::sleep(self.token);
+            let piece = if i == 0 {
+                w.to_string()
+            } else {
+                format!(" {w}")
+            };
+            let candidate = format!("{text}{piece}");
+            if let Some(cut) = g
+                .params
+                .stop
+                .iter()
+                .filter_map(|s| candidate.find(s.as_str()))
+                .min()
+            {
+                if let (Some(sink), true) = (g.sink.as_mut(), cut > text.len()) {
+                    sink(&candidate[text.len()..cut]);
+                }
+                text = candidate[..cut].to_string();
+                break;
+            }
+            completion_tokens += 1;
+            self.generated.fetch_add(1, Ordering::SeqCst);
+            if let Some(sink) = g.sink.as_mut() {
+                if !sink(&piece) {
+                    finish_reason = FinishReason::Cancelled;
+                    text = candidate;
+                    break;
+                }
+            }
+            text = candidate;
+        }
+        Generation {
+            text,
+            prompt_tokens,
+            completion_tokens,
+            finish_reason,
+            prompt_eval_s: 0.0,
+            eval_s: started.elapsed().as_secs_f64(),
+        }
+    }
+}
+
 impl Backend for SimBackend {
     fn task(&self) -> Task {
-        Task::Embeddings
+        self.task
     }
 
     fn memory_bytes(&self) -> u64 {
@@ -157,6 +251,9 @@ impl Backend for SimBackend {
                         vectors: texts.iter().map(|t| self.vector(t)).collect(),
                         prompt_tokens,
                     })
+                }
+                Request::Generate(g) if self.task == Task::Generation => {
+                    Ok(Response::Generate(self.generate(g)))
                 }
                 other => Err(BackendError::Unsupported(format!("{}", other.task()))),
             })

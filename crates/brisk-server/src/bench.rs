@@ -31,6 +31,8 @@ pub struct Run {
     pub live_ms: f64,
     pub ready_ms: f64,
     pub first_response_ms: Vec<(String, f64)>,
+    /// Peak RSS of the server once the first responses are in.
+    pub peak_rss_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -117,7 +119,7 @@ fn one_run(opts: &ColdstartOptions) -> anyhow::Result<Run> {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let t0 = Instant::now();
-    let _child = KillOnDrop(cmd.spawn().context("spawning brisk serve")?);
+    let child = KillOnDrop(cmd.spawn().context("spawning brisk serve")?);
     let live_ms = wait_for(addr, "/v2/health/live", t0, opts.timeout)?;
     let ready_ms = wait_for(addr, "/v2/health/ready", t0, opts.timeout)?;
     let mut first_response_ms = Vec::new();
@@ -133,6 +135,7 @@ fn one_run(opts: &ColdstartOptions) -> anyhow::Result<Run> {
         live_ms,
         ready_ms,
         first_response_ms,
+        peak_rss_bytes: peak_rss_bytes(child.0.id()),
     })
 }
 
@@ -178,6 +181,13 @@ pub fn report(summary: &Summary, opts: &ColdstartOptions) -> anyhow::Result<()> 
     for (m, ms) in &summary.first_response_ms_median {
         println!("{:<32} {:>10.2}", format!("exec -> first response {m}"), ms);
     }
+    if let Some(rss) = summary.runs.last().and_then(|r| r.peak_rss_bytes) {
+        println!(
+            "{:<32} {:>10.1}",
+            "peak RSS (MiB, last run)",
+            rss as f64 / 1048576.0
+        );
+    }
     println!("{}", serde_json::to_string(summary)?);
     if let Some(target) = opts.live_target_ms {
         if summary.live_ms_median > target {
@@ -188,4 +198,143 @@ pub fn report(summary: &Summary, opts: &ColdstartOptions) -> anyhow::Result<()> 
         }
     }
     Ok(())
+}
+
+/// Peak resident memory (VmHWM) of a process, from /proc, in bytes.
+pub fn peak_rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub addr: SocketAddr,
+    pub path: String,
+    /// JSON bodies, sent round-robin.
+    pub bodies: Vec<String>,
+    pub concurrency: usize,
+    pub requests: usize,
+    /// Stop early after this long, whatever is left.
+    pub max_duration: Duration,
+    /// Server process to read peak RSS from.
+    pub pid: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadSummary {
+    pub concurrency: usize,
+    pub requests: usize,
+    pub ok: usize,
+    pub status_counts: Vec<(u16, usize)>,
+    pub errors: usize,
+    pub seconds: f64,
+    pub requests_per_s: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub server_peak_rss_bytes: Option<u64>,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// `concurrency` client threads share `requests` requests; each measures
+/// its own latencies. Bounded by count and by `max_duration`.
+pub fn load(opts: &LoadOptions) -> anyhow::Result<LoadSummary> {
+    if opts.bodies.is_empty() {
+        bail!("no request bodies");
+    }
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let handles: Vec<_> = (0..opts.concurrency.max(1))
+        .map(|_| {
+            let next = next.clone();
+            let opts = opts.clone();
+            std::thread::spawn(move || {
+                let mut out: Vec<(f64, Option<u16>)> = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= opts.requests || started.elapsed() > opts.max_duration {
+                        return out;
+                    }
+                    let body = &opts.bodies[i % opts.bodies.len()];
+                    let t = Instant::now();
+                    let status = http(opts.addr, "POST", &opts.path, Some(body))
+                        .ok()
+                        .map(|r| r.0);
+                    out.push((t.elapsed().as_secs_f64() * 1000.0, status));
+                }
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for h in handles {
+        results.extend(
+            h.join()
+                .map_err(|_| anyhow::anyhow!("client thread panicked"))?,
+        );
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let mut lat: Vec<f64> = results
+        .iter()
+        .filter(|r| r.1 == Some(200))
+        .map(|r| r.0)
+        .collect();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let mut counts = std::collections::BTreeMap::new();
+    for (_, s) in &results {
+        if let Some(s) = s {
+            *counts.entry(*s).or_insert(0) += 1;
+        }
+    }
+    Ok(LoadSummary {
+        concurrency: opts.concurrency,
+        requests: results.len(),
+        ok: lat.len(),
+        status_counts: counts.into_iter().collect(),
+        errors: results.iter().filter(|r| r.1.is_none()).count(),
+        seconds,
+        requests_per_s: results.len() as f64 / seconds,
+        p50_ms: percentile(&lat, 0.5),
+        p90_ms: percentile(&lat, 0.9),
+        p99_ms: percentile(&lat, 0.99),
+        max_ms: lat.last().copied().unwrap_or(0.0),
+        server_peak_rss_bytes: opts.pid.and_then(peak_rss_bytes),
+    })
+}
+
+/// A fixed, varied set of 10–20 word sentences for load tests.
+pub fn default_sentences() -> Vec<String> {
+    let subjects = [
+        "The server",
+        "A small model",
+        "Our team",
+        "The new index",
+        "This request",
+    ];
+    let verbs = ["handles", "embeds", "returns", "caches", "batches"];
+    let objects = [
+        "thousands of short sentences every second without breaking a sweat",
+        "the user's question about resetting a forgotten password on the website",
+        "a quarterly report on revenue, costs and growth in three regions",
+        "recipes for bread, pasta and soup that anyone can cook at home",
+    ];
+    let mut out = Vec::new();
+    for (i, s) in subjects.iter().enumerate() {
+        for (j, v) in verbs.iter().enumerate() {
+            out.push(format!(
+                "{s} {v} {} (case {i}{j}).",
+                objects[(i + j) % objects.len()]
+            ));
+        }
+    }
+    out
 }

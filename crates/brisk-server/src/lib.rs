@@ -2,6 +2,7 @@
 //! building blocks. `main.rs` only parses arguments and calls [`serve`].
 
 pub mod bench;
+pub mod chat;
 pub mod config;
 pub mod embeddings;
 pub mod env;

@@ -57,6 +57,33 @@ enum Bench {
         #[arg(long, default_value_t = 120)]
         timeout_s: u64,
     },
+    /// Concurrent clients against a running server: throughput, latency
+    /// percentiles, status counts (bounded by --requests and --max-seconds).
+    Load {
+        /// Server address, host:port (loopback).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: std::net::SocketAddr,
+        #[arg(long, default_value = "/v1/embeddings")]
+        path: String,
+        /// Model for generated embedding bodies.
+        #[arg(long)]
+        model: Option<String>,
+        /// Input text (repeatable); bodies are {"model", "input"}.
+        #[arg(long = "input")]
+        inputs: Vec<String>,
+        /// Raw JSON bodies (repeatable), sent round-robin; overrides --input.
+        #[arg(long = "body")]
+        bodies: Vec<String>,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 1000)]
+        requests: usize,
+        #[arg(long, default_value_t = 60)]
+        max_seconds: u64,
+        /// Server pid, to report its peak RSS.
+        #[arg(long)]
+        pid: Option<u32>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -105,6 +132,45 @@ fn main() -> anyhow::Result<()> {
             };
             let summary = bench::coldstart(&opts)?;
             bench::report(&summary, &opts)
+        }
+        Command::Bench {
+            bench:
+                Bench::Load {
+                    addr,
+                    path,
+                    model,
+                    inputs,
+                    mut bodies,
+                    concurrency,
+                    requests,
+                    max_seconds,
+                    pid,
+                },
+        } => {
+            if bodies.is_empty() {
+                let model =
+                    model.ok_or_else(|| anyhow::anyhow!("--model or --body is required"))?;
+                let inputs = if inputs.is_empty() {
+                    bench::default_sentences()
+                } else {
+                    inputs
+                };
+                bodies = inputs
+                    .iter()
+                    .map(|t| serde_json::json!({ "model": model, "input": t }).to_string())
+                    .collect();
+            }
+            let summary = bench::load(&bench::LoadOptions {
+                addr,
+                path,
+                bodies,
+                concurrency,
+                requests,
+                max_duration: Duration::from_secs(max_seconds),
+                pid,
+            })?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+            Ok(())
         }
     }
 }

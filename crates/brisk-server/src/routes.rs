@@ -9,7 +9,7 @@ use axum::Router;
 use serde_json::json;
 
 use crate::error::AppError;
-use crate::{embeddings, observe, AppState};
+use crate::{chat, embeddings, observe, AppState};
 
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.server.max_body_bytes;
@@ -24,6 +24,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models/{model}/load", post(load_model))
         .route("/v1/models/{model}/unload", post(unload_model))
         .route("/v1/embeddings", post(embeddings::create))
+        .route("/v1/chat/completions", post(chat::chat))
+        .route("/v1/completions", post(chat::completion))
         .route("/v1/startup", get(startup))
         .route("/metrics", get(metrics))
         .fallback(not_found)

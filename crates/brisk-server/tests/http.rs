@@ -380,3 +380,241 @@ async fn models_list_load_unload_metrics_and_startup() {
         assert!(text.contains(name), "{name} missing from /metrics");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_listener_on_port_zero_serves_the_same_api() {
+    let s = state(SIM);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(async move { axum::serve(listener, router(s)).await });
+    let (status, body) = tokio::task::spawn_blocking(move || {
+        brisk_server::bench::http(
+            addr,
+            "POST",
+            "/v1/embeddings",
+            Some(r#"{"model":"fast","input":"over tcp"}"#),
+        )
+    })
+    .await
+    .expect("join")
+    .expect("http");
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["data"][0]["embedding"].as_array().map(Vec::len), Some(4));
+    server.abort();
+}
+
+const GEN: &str = r#"
+[server]
+discover = false
+[models.echo]
+backend = "sim"
+source = "echo"
+options = { task = "generation", token_ms = 5 }
+[models.slowecho]
+backend = "sim"
+source = "slowecho"
+options = { task = "generation", token_ms = 100 }
+[models.emb]
+backend = "sim"
+source = "emb"
+"#;
+
+async fn raw(s: &AppState, uri: &str, body: Value) -> (StatusCode, String) {
+    let req = Request::builder()
+        .method("POST")
+        .uri(uri)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .expect("request");
+    let resp = router(s.clone()).oneshot(req).await.expect("infallible");
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8(bytes.to_vec()).expect("utf8"))
+}
+
+/// The `data:` payloads of an SSE body.
+fn sse_data(body: &str) -> Vec<String> {
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data: ").or_else(|| l.strip_prefix("data:")))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_completion_shape_usage_and_finish_reasons() {
+    let s = state(GEN);
+    let msgs = json!([{"role": "system", "content": "be brief"}, {"role": "user", "content": "one two three four"}]);
+    let (st, _, v) = call(
+        &s,
+        "POST",
+        "/v1/chat/completions",
+        Some(json!({"model": "echo", "messages": msgs})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["object"], "chat.completion");
+    assert!(v["id"].as_str().expect("id").starts_with("chatcmpl-"));
+    assert_eq!(v["choices"][0]["message"]["role"], "assistant");
+    assert_eq!(v["choices"][0]["message"]["content"], "one two three four");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert_eq!(v["usage"]["completion_tokens"], 4);
+    assert_eq!(
+        v["usage"]["total_tokens"].as_u64(),
+        Some(v["usage"]["prompt_tokens"].as_u64().expect("n") + 4)
+    );
+    assert!(v["timings"]["predicted_ms"].as_f64().is_some());
+
+    let (_, _, v) = call(
+        &s,
+        "POST",
+        "/v1/chat/completions",
+        Some(json!({"model": "echo", "messages": msgs, "max_tokens": 2})),
+    )
+    .await;
+    assert_eq!(v["choices"][0]["message"]["content"], "one two");
+    assert_eq!(v["choices"][0]["finish_reason"], "length");
+
+    let (_, _, v) = call(
+        &s,
+        "POST",
+        "/v1/chat/completions",
+        Some(json!({"model": "echo", "messages": msgs, "stop": " three"})),
+    )
+    .await;
+    assert_eq!(v["choices"][0]["message"]["content"], "one two");
+
+    let (st, _, v) = call(
+        &s,
+        "POST",
+        "/v1/completions",
+        Some(json!({"model": "echo", "prompt": "alpha beta"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["object"], "text_completion");
+    assert_eq!(v["choices"][0]["text"], "alpha beta");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_chunks_reassemble_into_the_full_text() {
+    let s = state(GEN);
+    let msgs = json!([{"role": "user", "content": "the quick brown fox jumps"}]);
+    let (st, body) = raw(&s, "/v1/chat/completions", json!({"model": "echo", "messages": msgs, "stream": true, "stream_options": {"include_usage": true}})).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let data = sse_data(&body);
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    let chunks: Vec<Value> = data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d).expect("chunk json"))
+        .collect();
+    assert!(chunks
+        .iter()
+        .all(|c| c["object"] == "chat.completion.chunk"));
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text, "the quick brown fox jumps");
+    let finish: Vec<&Value> = chunks
+        .iter()
+        .map(|c| &c["choices"][0]["finish_reason"])
+        .filter(|f| !f.is_null())
+        .collect();
+    assert_eq!(finish, vec![&json!("stop")]);
+    let usage = chunks.last().expect("usage chunk");
+    assert_eq!(usage["usage"]["completion_tokens"], 5);
+    assert_eq!(usage["choices"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generation_bad_input_is_4xx_and_errors_before_streaming_keep_their_status() {
+    let s = state(GEN);
+    let cases = [
+        (
+            json!({"model": "echo", "messages": []}),
+            StatusCode::BAD_REQUEST,
+            "messages",
+        ),
+        (
+            json!({"model": "echo", "messages": [{"role": "wizard", "content": "hi"}]}),
+            StatusCode::BAD_REQUEST,
+            "wizard",
+        ),
+        (
+            json!({"model": "echo", "messages": [{"role": "user"}]}),
+            StatusCode::BAD_REQUEST,
+            "content",
+        ),
+        (
+            json!({"model": "echo", "messages": [{"role": "user", "content": "x"}], "temperature": 5}),
+            StatusCode::BAD_REQUEST,
+            "temperature",
+        ),
+        (
+            json!({"model": "echo", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}),
+            StatusCode::BAD_REQUEST,
+            "max_tokens",
+        ),
+        (
+            json!({"model": "echo", "messages": [{"role": "user", "content": "x"}], "n": 2}),
+            StatusCode::BAD_REQUEST,
+            "n = 1",
+        ),
+        (
+            json!({"model": "emb", "messages": [{"role": "user", "content": "x"}]}),
+            StatusCode::BAD_REQUEST,
+            "serves embeddings",
+        ),
+        (
+            json!({"model": "nope", "messages": [{"role": "user", "content": "x"}], "stream": true}),
+            StatusCode::NOT_FOUND,
+            "nope",
+        ),
+    ];
+    for (body, status, needle) in cases {
+        let (st, _, v) = call(&s, "POST", "/v1/chat/completions", Some(body.clone())).await;
+        assert_eq!(st, status, "{body} -> {v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .expect("message")
+                .contains(needle),
+            "{body} -> {v}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_a_stream_stops_the_generation() {
+    let s = state(GEN);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = router(s.clone());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let words = "w ".repeat(50);
+    let body = json!({"model": "slowecho", "messages": [{"role": "user", "content": words}], "stream": true}).to_string();
+    // Read the first bytes of the stream, then hang up.
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(addr).expect("connect");
+        write!(c, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).expect("write");
+        let mut buf = [0u8; 512];
+        let n = c.read(&mut buf).expect("read");
+        assert!(String::from_utf8_lossy(&buf[..n]).contains("200 OK"));
+    })
+    .await
+    .expect("client");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let status = s.registry.model_status("slowecho").expect("status");
+    assert_eq!(
+        status.in_flight, 0,
+        "generation stopped after the client left"
+    );
+    server.abort();
+}

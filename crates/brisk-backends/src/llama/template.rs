@@ -3,6 +3,8 @@
 //! `apply_chat_template` does (`trim_blocks`, `lstrip_blocks`, Python string
 //! methods, `raise_exception`), with ChatML as the fallback.
 
+use std::collections::BTreeMap;
+
 use brisk_core::ChatMessage;
 use minijinja::syntax::SyntaxConfig;
 use minijinja::{Environment, Error, ErrorKind, Value};
@@ -24,6 +26,16 @@ impl std::fmt::Debug for ChatTemplate {
             .field("eos_token", &self.eos_token)
             .finish()
     }
+}
+
+/// A Jinja map (dict) value.
+fn map<const N: usize>(entries: [(&str, Value); N]) -> Value {
+    Value::from(
+        entries
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect::<BTreeMap<String, Value>>(),
+    )
 }
 
 fn raise_exception(msg: String) -> Result<Value, Error> {
@@ -80,13 +92,13 @@ impl ChatTemplate {
         let messages: Vec<Value> = messages
             .iter()
             .map(|m| {
-                Value::from_iter([
+                map([
                     ("role", Value::from(m.role.as_str())),
                     ("content", Value::from(m.content.as_str())),
                 ])
             })
             .collect();
-        let ctx = Value::from_iter([
+        let ctx = map([
             ("messages", Value::from(messages)),
             ("add_generation_prompt", Value::from(true)),
             ("bos_token", Value::from(self.bos_token.as_str())),

@@ -565,7 +565,7 @@ mod tests {
         GgufTokenizer::new(TokenizerSpec {
             tokens,
             token_types: types,
-            merges: vec!["h i".into(), "Ġ h".into(), "Ġh i".into(), "a b".into()],
+            merges: vec!["Ġ h".into(), "h i".into(), "Ġh i".into(), "a b".into()],
             pre: Some("smollm".into()),
             bos_id: Some(0),
             eos_id: Some(1),
