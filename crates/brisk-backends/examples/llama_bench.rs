@@ -4,7 +4,7 @@
 //! ```text
 //! cargo run --release -p brisk-backends --features llama --example llama_bench -- \
 //!     [MODEL_DIR_OR_GGUF] [--runs N] [--max-tokens N] [--prompt TEXT]
-//!     [--weights auto|native|q8_0|f32]
+//!     [--weights auto|native|fast|q8_0|f32]
 //! ```
 //!
 //! The model defaults to `$BRISK_MODELS_DIR/smollm2-135m-instruct` (or
@@ -98,7 +98,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let round = |x: f64, digits: i32| (x * 10f64.powi(digits)).round() / 10f64.powi(digits);
     let json = serde_json::json!({
         "model": model.file().display().to_string(),
-        "weights": format!("{weights:?}"),
+        "weights": format!("{:?}", model.weight_format()),
         "load_s": round(load_s, 3),
         "memory_bytes": model.memory_bytes(),
         "prompt_tokens": last.prompt_tokens,

@@ -63,7 +63,10 @@ impl Loader for BriskLoader {
             #[cfg(feature = "candle")]
             "candle-bert" => Ok(Box::new(bert::BertEmbedder::load(&source.path)?)),
             #[cfg(feature = "llama")]
-            "candle-llama" => Ok(Box::new(llama::LlamaGenerator::load(&source.path)?)),
+            "candle-llama" => Ok(Box::new(llama::LlamaGenerator::load_with_options(
+                &source.path,
+                &source.options,
+            )?)),
             #[cfg(feature = "whisper")]
             "candle-whisper" => Ok(Box::new(whisper::WhisperModel::load(&source.path)?)),
             other => Err(unknown(other)),

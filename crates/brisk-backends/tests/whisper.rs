@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use brisk_backends::whisper::audio::{
     decode_to_mono, decode_to_mono_16k, encode_wav_i16, resample,
 };
-use brisk_backends::whisper::{TranscribeOptions, WhisperModel};
+use brisk_backends::whisper::{mel, TranscribeOptions, WhisperModel};
 use brisk_core::{Backend, BackendError, Request, Task};
 
 const BECKETT: &str = "Ever tried. Ever failed. No matter. Try again. Fail again. Fail better.";
@@ -144,7 +144,7 @@ fn long_audio_is_transcribed_window_by_window() {
     assert_eq!(t.segments[0].start_s, 0.0);
     assert!((t.segments[0].end_s - 30.0).abs() < 1e-9);
     assert!((t.segments[1].start_s - 30.0).abs() < 1e-9);
-    assert!((t.segments[1].end_s - secs).abs() < 1e-6);
+    assert!((t.segments[1].end_s - secs).abs() < 1e-3);
     // Both windows heard speech: each has Beckett's words.
     for s in &t.segments {
         let w = words(&s.text);
@@ -157,6 +157,30 @@ fn long_audio_is_transcribed_window_by_window() {
         "{:?}",
         t.segments[1].text
     );
+}
+
+#[test]
+fn long_audio_with_timestamps_seeks_to_the_last_full_segment() {
+    let one = beckett_16k();
+    let mut pcm = Vec::new();
+    for _ in 0..4 {
+        pcm.extend_from_slice(&one);
+    }
+    let opts = TranscribeOptions {
+        timestamps: true,
+        ..Default::default()
+    };
+    let t = model().transcribe(&pcm, &opts).expect("transcribe");
+    eprintln!("4x beckett, timestamps: {t:#?}");
+    let mut last = 0.0;
+    for s in &t.segments {
+        assert!(s.start_s >= last - 1e-9 && s.end_s >= s.start_s, "{t:?}");
+        assert!(s.end_s <= t.duration_s + 1e-9, "{t:?}");
+        last = s.start_s;
+    }
+    assert!(t.segments.last().is_some_and(|s| s.end_s > 35.0), "{t:?}");
+    let reference = [BECKETT; 4].join(" ");
+    assert!(wer(&reference, &t.text) <= 0.2, "{:?}", t.text);
 }
 
 #[test]
@@ -330,4 +354,23 @@ fn resampled_beckett_still_transcribes() {
         .transcribe(&back, &TranscribeOptions::default())
         .expect("transcribe");
     assert!(wer(BECKETT, &t.text) <= 0.2, "{:?}", t.text);
+}
+
+/// Writes beckett's 16 kHz samples and its log-mel window (raw f32 LE) to
+/// `$WHISPER_MEL_DUMP.{pcm,mel}`, to compare with a NumPy port of Whisper's
+/// `log_mel_spectrogram`. Run with `--ignored`.
+#[test]
+#[ignore]
+fn dump_log_mel() {
+    let Some(base) = std::env::var_os("WHISPER_MEL_DUMP") else {
+        return;
+    };
+    let base = PathBuf::from(base);
+    let pcm = beckett_16k();
+    let cfg = model().config().clone();
+    let filters = mel::mel_filters(16_000, 400, cfg.num_mel_bins);
+    let m = mel::log_mel_window(&cfg, &filters, &pcm);
+    let raw = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    std::fs::write(base.with_extension("pcm"), raw(&pcm)).expect("write pcm");
+    std::fs::write(base.with_extension("mel"), raw(&m)).expect("write mel");
 }

@@ -40,6 +40,8 @@ pub enum Request {
     Embed { texts: Vec<String>, truncate: bool },
     /// Generate text from a chat or a raw prompt.
     Generate(GenerateRequest),
+    /// Transcribe (or translate to English) 16 kHz mono audio.
+    Transcribe(TranscribeRequest),
 }
 
 impl Request {
@@ -48,6 +50,7 @@ impl Request {
         match self {
             Request::Embed { .. } => Task::Embeddings,
             Request::Generate(_) => Task::Generation,
+            Request::Transcribe(_) => Task::Transcription,
         }
     }
 }
@@ -138,6 +141,48 @@ pub struct Generation {
     pub eval_s: f64,
 }
 
+/// Audio to transcribe, already decoded to 16 kHz mono samples in [-1, 1].
+pub struct TranscribeRequest {
+    pub audio: Vec<f32>,
+    /// ISO-639-1 code; `None` lets a multilingual model detect it.
+    pub language: Option<String>,
+    /// Text that conditions the decoder (names, spelling, style).
+    pub prompt: Option<String>,
+    pub temperature: f32,
+    /// Translate to English instead of transcribing (multilingual models).
+    pub translate: bool,
+}
+
+impl fmt::Debug for TranscribeRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TranscribeRequest")
+            .field("samples", &self.audio.len())
+            .field("language", &self.language)
+            .field("prompt", &self.prompt)
+            .field("temperature", &self.temperature)
+            .field("translate", &self.translate)
+            .finish()
+    }
+}
+
+/// One timed piece of a transcript.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Segment {
+    pub id: usize,
+    pub start: f64,
+    pub end: f64,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Transcript {
+    pub text: String,
+    pub language: Option<String>,
+    /// Seconds of audio.
+    pub duration: f64,
+    pub segments: Vec<Segment>,
+}
+
 /// The answer to one [`Request`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Response {
@@ -147,6 +192,7 @@ pub enum Response {
         prompt_tokens: usize,
     },
     Generate(Generation),
+    Transcribe(Transcript),
 }
 
 /// Errors a backend reports. The HTTP edge maps each variant to one status.

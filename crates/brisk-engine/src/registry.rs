@@ -212,9 +212,9 @@ impl Registry {
         for spec in specs {
             let task = loader.task(&spec.source)?;
             let mut spec = spec;
-            if task == Task::Generation {
-                // A generation holds the model for many steps; batching
-                // requests would only make each wait for the longest.
+            if task != Task::Embeddings {
+                // A generation or transcription holds the model for many
+                // decoder steps; batching would make each wait for the longest.
                 spec.batch.max_requests = 1;
             }
             let (changed, _) = watch::channel(0);
@@ -760,6 +760,12 @@ fn check_shape(request: &Request) -> Result<(), EngineError> {
             }
             Ok(())
         }
+        Request::Transcribe(t) => {
+            if t.audio.is_empty() {
+                return Err(EngineError::InvalidInput("the audio is empty".into()));
+            }
+            Ok(())
+        }
         Request::Generate(g) => {
             match &g.prompt {
                 brisk_core::Prompt::Chat(m) if m.is_empty() => {
@@ -807,5 +813,7 @@ fn count_tokens(
         // Generation runs one request at a time; its length is checked by
         // the backend, which owns the chat template.
         Request::Generate(_) => Ok(1),
+        // Batches of audio are bounded by request count; weigh by seconds.
+        Request::Transcribe(t) => Ok(t.audio.len() / 16_000 + 1),
     }
 }

@@ -151,9 +151,11 @@ pub fn parse_messages(messages: Option<Value>) -> Result<Vec<ChatMessage>, AppEr
                 "system" | "developer" => "system",
                 "user" => "user",
                 "assistant" => "assistant",
-                other => return Err(bad(format!(
+                other => {
+                    return Err(bad(format!(
                     "messages[{i}].role '{other}' is not one of system, developer, user, assistant"
-                ))),
+                )))
+                }
             };
             let content = match &m["content"] {
                 Value::String(s) => s.clone(),

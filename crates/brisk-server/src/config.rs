@@ -50,6 +50,10 @@ pub struct ServerConfig {
     pub shutdown_timeout_s: u64,
     /// Threads for inference kernels; 0 = one per core.
     pub inference_threads: usize,
+    /// Largest audio upload accepted, in bytes.
+    pub max_audio_bytes: usize,
+    /// Longest audio accepted, in seconds (checked while decoding).
+    pub max_audio_seconds: f64,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +66,8 @@ impl Default for ServerConfig {
             max_body_bytes: 2 * 1024 * 1024,
             shutdown_timeout_s: 30,
             inference_threads: 0,
+            max_audio_bytes: 100 * 1024 * 1024,
+            max_audio_seconds: 3.0 * 3600.0,
         }
     }
 }

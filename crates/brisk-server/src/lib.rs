@@ -1,9 +1,11 @@
 //! The brisk HTTP server: routes, configuration, metrics and the CLI's
 //! building blocks. `main.rs` only parses arguments and calls [`serve`].
 
+pub mod audio;
 pub mod bench;
 pub mod chat;
 pub mod config;
+mod decode;
 pub mod embeddings;
 pub mod env;
 pub mod error;

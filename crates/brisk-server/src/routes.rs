@@ -9,10 +9,16 @@ use axum::Router;
 use serde_json::json;
 
 use crate::error::AppError;
-use crate::{chat, embeddings, observe, AppState};
+use crate::{audio, chat, embeddings, observe, AppState};
 
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.server.max_body_bytes;
+    let max_audio = state.config.server.max_audio_bytes;
+    // Uploads get their own, larger limit; everything else the default.
+    let uploads = Router::new()
+        .route("/v1/audio/transcriptions", post(audio::transcriptions))
+        .route("/v1/audio/translations", post(audio::translations))
+        .layer(axum::extract::DefaultBodyLimit::max(max_audio));
     Router::new()
         .route("/v2/health/live", get(live))
         .route("/v2/health/ready", get(ready))
@@ -28,8 +34,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/completions", post(chat::completion))
         .route("/v1/startup", get(startup))
         .route("/metrics", get(metrics))
-        .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .merge(uploads)
+        .fallback(not_found)
         .layer(axum::middleware::from_fn(observe::track))
         .with_state(state)
 }

@@ -14,6 +14,7 @@ pub mod sampling;
 pub mod template;
 pub mod tokenizer;
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
@@ -87,22 +88,35 @@ pub fn estimate_bytes(path: &Path) -> Option<u64> {
     std::fs::metadata(file).ok().map(|m| m.len())
 }
 
-/// How the weights are held in memory.
+/// How the weights are held in memory (backend option `weights`).
+///
+/// candle multiplies quantized weights by activations that it quantizes to
+/// 8 bits per block of 32, like llama.cpp. Small models are sensitive to
+/// that noise: SmolLM2-135M answers "What is the capital of France?" with
+/// "L'Étoile, ..." instead of "The capital of France is Paris." because
+/// the two first tokens are 0.08 logits apart. With f32 weights the result
+/// is the exact one (checked against an independent numpy forward pass).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WeightFormat {
-    /// As in the file, except quantization types whose CPU kernels are
-    /// slow (Q4_1, Q5_0, Q5_1, Q8_1: no SIMD in candle), which are widened
-    /// to Q8_0 (fast AVX2 kernel; no precision lost worth speaking of).
+    /// `F32` when the model's f32 matrices take at most
+    /// [`AUTO_F32_MAX_BYTES`], else `Fast`.
     #[default]
     Auto,
     /// Exactly as in the file.
     Native,
+    /// As in the file, except quantization types whose CPU kernels are slow
+    /// in candle (Q4_1, Q5_0, Q5_1, Q8_1: no SIMD), widened to Q8_0.
+    Fast,
     /// Every quantized matrix as Q8_0.
     Q8_0,
-    /// Every matrix dequantized to f32: about 4 bytes per parameter, the
-    /// fastest prompt processing, and no activation quantization.
+    /// Every matrix dequantized to f32: 4 bytes per parameter, the fastest
+    /// prompt processing, no activation quantization.
     F32,
 }
+
+/// Largest f32 footprint of the weight matrices for which
+/// [`WeightFormat::Auto`] picks f32 (about 250M parameters).
+pub const AUTO_F32_MAX_BYTES: u64 = 1 << 30;
 
 impl std::str::FromStr for WeightFormat {
     type Err = BackendError;
@@ -111,16 +125,34 @@ impl std::str::FromStr for WeightFormat {
         match s.to_ascii_lowercase().as_str() {
             "auto" => Ok(Self::Auto),
             "native" => Ok(Self::Native),
+            "fast" => Ok(Self::Fast),
             "q8_0" => Ok(Self::Q8_0),
             "f32" => Ok(Self::F32),
             other => Err(BackendError::InvalidModel(format!(
-                "unknown weights format '{other}' (auto, native, q8_0, f32)"
+                "unknown weights format '{other}' (auto, native, fast, q8_0, f32)"
             ))),
         }
     }
 }
 
 impl WeightFormat {
+    /// `Auto` decided for these tensors; any other format as is.
+    fn resolve(self, infos: &HashMap<String, gguf_file::TensorInfo>) -> Self {
+        if self != Self::Auto {
+            return self;
+        }
+        let f32_bytes: u64 = infos
+            .values()
+            .filter(|i| i.shape.rank() == 2)
+            .map(|i| i.shape.elem_count() as u64 * 4)
+            .sum();
+        if f32_bytes <= AUTO_F32_MAX_BYTES {
+            Self::F32
+        } else {
+            Self::Fast
+        }
+    }
+
     /// The type a tensor of `dtype` with `shape` is converted to, if any.
     fn target(self, dtype: GgmlDType, shape: &candle_core::Shape) -> Option<GgmlDType> {
         let matrix = shape.rank() == 2;
@@ -129,15 +161,13 @@ impl WeightFormat {
             .last()
             .is_some_and(|d| d % GgmlDType::Q8_0.block_size() == 0);
         let quantized = !matches!(dtype, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16);
+        let slow = matches!(
+            dtype,
+            GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1 | GgmlDType::Q8_1
+        );
         match self {
-            Self::Native => None,
-            Self::Auto => (matrix
-                && fits_q8
-                && matches!(
-                    dtype,
-                    GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1 | GgmlDType::Q8_1
-                ))
-            .then_some(GgmlDType::Q8_0),
+            Self::Native | Self::Auto => None,
+            Self::Fast => (matrix && fits_q8 && slow).then_some(GgmlDType::Q8_0),
             Self::Q8_0 => (matrix && fits_q8 && quantized && dtype != GgmlDType::Q8_0)
                 .then_some(GgmlDType::Q8_0),
             Self::F32 => (matrix && dtype != GgmlDType::F32).then_some(GgmlDType::F32),
@@ -153,12 +183,7 @@ fn convert_weights(
     reader: &mut BufReader<File>,
     format: WeightFormat,
     device: &Device,
-) -> candle_core::Result<
-    Option<(
-        std::collections::HashMap<String, gguf_file::TensorInfo>,
-        Vec<u8>,
-    )>,
-> {
+) -> candle_core::Result<Option<(HashMap<String, gguf_file::TensorInfo>, Vec<u8>)>> {
     let wanted = content
         .tensor_infos
         .values()
@@ -167,7 +192,7 @@ fn convert_weights(
         return Ok(None);
     }
     let alignment = gguf_file::DEFAULT_ALIGNMENT as usize;
-    let mut infos = std::collections::HashMap::with_capacity(content.tensor_infos.len());
+    let mut infos = HashMap::with_capacity(content.tensor_infos.len());
     let mut blob = Vec::new();
     let mut names: Vec<&String> = content.tensor_infos.keys().collect();
     names.sort();
@@ -194,7 +219,7 @@ fn convert_weights(
 
 /// Resident size of the loaded model: every tensor as held, plus the f32
 /// copy of the token embeddings `ModelWeights` keeps for lookups.
-fn resident_bytes(infos: &std::collections::HashMap<String, gguf_file::TensorInfo>) -> u64 {
+fn resident_bytes(infos: &HashMap<String, gguf_file::TensorInfo>) -> u64 {
     let tensors: u64 = infos
         .values()
         .map(|i| {
@@ -244,6 +269,7 @@ pub struct LlamaGenerator {
     device: Device,
     counter: Arc<Counter>,
     file: PathBuf,
+    weight_format: WeightFormat,
 }
 
 impl std::fmt::Debug for LlamaGenerator {
@@ -341,6 +367,7 @@ impl LlamaGenerator {
         };
 
         let device = Device::Cpu;
+        let format = format.resolve(&content.tensor_infos);
         let converted = convert_weights(&content, &mut reader, format, &device)
             .map_err(|e| invalid_model(&file, e))?;
         let memory_bytes =
@@ -363,6 +390,8 @@ impl LlamaGenerator {
             vocab = tokenizer.vocab_size(),
             context_length,
             chat_template = template.has_template(),
+            weights = ?format,
+            memory_bytes,
             load_s = start.elapsed().as_secs_f64(),
             "loaded GGUF model"
         );
@@ -378,6 +407,7 @@ impl LlamaGenerator {
             memory_bytes,
             device,
             file,
+            weight_format: format,
         })
     }
 
@@ -393,6 +423,11 @@ impl LlamaGenerator {
     /// capped at candle's `MAX_SEQ_LEN` (4096).
     pub fn context_length(&self) -> usize {
         self.context_length
+    }
+
+    /// How the weights are held (never `Auto`: the format it chose).
+    pub fn weight_format(&self) -> WeightFormat {
+        self.weight_format
     }
 
     /// The GGUF file this model was loaded from.

@@ -50,7 +50,7 @@ pub fn decode_to_mono_16k(bytes: &[u8], max_seconds: f64) -> Result<Vec<f32>, Ba
 /// Decodes and mixes down to mono at the file's own sample rate.
 /// Returns `(samples, sample_rate)`.
 pub fn decode_to_mono(bytes: &[u8], max_seconds: f64) -> Result<(Vec<f32>, u32), BackendError> {
-    if !(max_seconds > 0.0) {
+    if max_seconds.is_nan() || max_seconds <= 0.0 {
         return Err(invalid("the audio length limit must be positive"));
     }
     if bytes.is_empty() {

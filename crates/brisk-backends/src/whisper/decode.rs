@@ -146,6 +146,8 @@ pub struct TokenSegment {
     pub start_s: f64,
     pub end_s: f64,
     pub tokens: Vec<u32>,
+    /// Ended by a timestamp (rather than by the end of the output).
+    pub closed: bool,
 }
 
 /// Splits a timestamped token stream (`<|t0|> text <|t1|><|t1|> text <|t2|>`)
@@ -164,6 +166,7 @@ pub fn split_timestamped(tokens: &[u32], sp: &SpecialTokens, window_s: f64) -> V
                         start_s: s,
                         end_s: at.max(s),
                         tokens: std::mem::take(&mut text),
+                        closed: true,
                     });
                     start = None;
                 }
@@ -179,6 +182,7 @@ pub fn split_timestamped(tokens: &[u32], sp: &SpecialTokens, window_s: f64) -> V
             start_s: s,
             end_s: window_s.max(s),
             tokens: text,
+            closed: false,
         });
     }
     out
@@ -212,6 +216,7 @@ mod tests {
     #[test]
     fn after_text_and_timestamp_comes_timestamp_or_eot() {
         let mut l = vec![0.0f32; 20];
+        l[4] = 5.0; // eot likelier than all timestamps together
         apply_timestamp_rules(&mut l, &[7, 1, 9], &sp());
         assert!(l[..4].iter().all(|v| v.is_infinite()));
         assert!(l[4].is_finite());
@@ -223,6 +228,10 @@ mod tests {
     fn splits_segments() {
         let segs = split_timestamped(&[7, 1, 2, 17, 17, 3, 27, 4], &sp(), 30.0);
         assert_eq!(segs.len(), 2);
+        assert!(segs[0].closed && segs[1].closed);
+        let open = split_timestamped(&[7, 1, 17, 17, 3], &sp(), 30.0);
+        assert!(open[0].closed && !open[1].closed);
+        assert_eq!(open[1].end_s, 30.0);
         assert_eq!(segs[0].tokens, vec![1, 2]);
         assert!((segs[0].end_s - 0.2).abs() < 1e-9);
         assert!((segs[1].start_s - 0.2).abs() < 1e-9 && (segs[1].end_s - 0.4).abs() < 1e-9);

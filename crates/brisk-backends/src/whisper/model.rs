@@ -440,6 +440,7 @@ impl WhisperModel {
         };
 
         let sr = w::SAMPLE_RATE as f64;
+        let total_s = pcm16k.len() as f64 / sr;
         let mut segments = Vec::new();
         let mut offset = 0usize;
         let mut window_index = 0u64;
@@ -482,18 +483,35 @@ impl WhisperModel {
             let out = self.decode_window(&features, &prefix, sot_index, opts, &mut rng)?;
             let skip =
                 out.no_speech_prob > NO_SPEECH_THRESHOLD && out.avg_logprob < LOGPROB_THRESHOLD;
+            let mut advance = end - offset;
             if !skip {
                 let start = offset as f64 / sr;
                 let window_s = (end - offset) as f64 / sr;
-                let pieces = if opts.timestamps {
+                let mut pieces = if opts.timestamps {
                     decode::split_timestamped(&out.tokens, &self.sp, window_s)
                 } else {
                     vec![decode::TokenSegment {
                         start_s: 0.0,
                         end_s: window_s,
                         tokens: out.tokens.clone(),
+                        closed: false,
                     }]
                 };
+                // As Whisper: text the window cut off (no closing timestamp)
+                // is decoded again from the next window, which starts at the
+                // last closing timestamp.
+                if opts.timestamps
+                    && end < pcm16k.len()
+                    && pieces.len() > 1
+                    && pieces.last().is_some_and(|p| !p.closed)
+                {
+                    let last_end = pieces[pieces.len() - 2].end_s;
+                    let samples = (last_end * sr).round() as usize;
+                    if samples >= MIN_TAIL_SAMPLES && samples < advance {
+                        pieces.pop();
+                        advance = samples;
+                    }
+                }
                 for p in pieces {
                     let text = self
                         .tokenizer
@@ -503,14 +521,16 @@ impl WhisperModel {
                     if text.is_empty() {
                         continue;
                     }
+                    // Millisecond precision (timestamps are 20 ms steps).
+                    let ms = |t: f64| (t * 1000.0).round() / 1000.0;
                     segments.push(Segment {
-                        start_s: start + p.start_s.min(window_s),
-                        end_s: start + p.end_s.min(window_s),
+                        start_s: ms(start + p.start_s.min(window_s)),
+                        end_s: ms(start + p.end_s.min(window_s)).min(total_s),
                         text: text.to_string(),
                     });
                 }
             }
-            offset = end;
+            offset += advance;
             window_index += 1;
         }
         let text = segments
@@ -522,7 +542,7 @@ impl WhisperModel {
             text,
             segments,
             language: language.unwrap_or_else(|| "en".into()),
-            duration_s: pcm16k.len() as f64 / sr,
+            duration_s: total_s,
         })
     }
 

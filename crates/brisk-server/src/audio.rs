@@ -1,0 +1,286 @@
+//! `POST /v1/audio/transcriptions` and `/v1/audio/translations` (OpenAI,
+//! multipart), with json, text, srt, vtt and verbose_json responses.
+
+use axum::extract::{Multipart, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use brisk_core::{Request, TranscribeRequest, Transcript};
+use serde_json::json;
+
+use crate::error::AppError;
+use crate::AppState;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Format {
+    Json,
+    Text,
+    Srt,
+    Vtt,
+    VerboseJson,
+}
+
+impl Format {
+    fn parse(s: &str) -> Result<Self, AppError> {
+        Ok(match s {
+            "json" => Format::Json,
+            "text" => Format::Text,
+            "srt" => Format::Srt,
+            "vtt" => Format::Vtt,
+            "verbose_json" => Format::VerboseJson,
+            other => return Err(AppError::bad(
+                format!(
+                    "response_format must be json, text, srt, vtt or verbose_json, got '{other}'"
+                ),
+                "response_format",
+            )),
+        })
+    }
+}
+
+/// The multipart fields OpenAI defines (unknown fields are ignored, as
+/// the SDKs send extras such as `timestamp_granularities[]`).
+struct Form {
+    file: Vec<u8>,
+    model: String,
+    language: Option<String>,
+    prompt: Option<String>,
+    temperature: f32,
+    format: Format,
+}
+
+async fn read_form(mut mp: Multipart) -> Result<Form, AppError> {
+    let bad = |m: String, p: &'static str| AppError::bad(m, p);
+    let mut file = None;
+    let mut model = None;
+    let mut language = None;
+    let mut prompt = None;
+    let mut temperature = 0.0f32;
+    let mut format = Format::Json;
+    while let Some(field) = mp.next_field().await.map_err(multipart_error)? {
+        let name = field.name().unwrap_or_default().to_string();
+        if name == "file" {
+            file = Some(field.bytes().await.map_err(multipart_error)?.to_vec());
+            continue;
+        }
+        let text = field.text().await.map_err(multipart_error)?;
+        match name.as_str() {
+            "model" => model = Some(text),
+            "language" if !text.is_empty() => language = Some(text),
+            "prompt" if !text.is_empty() => prompt = Some(text),
+            "temperature" => {
+                temperature = text
+                    .parse()
+                    .ok()
+                    .filter(|t: &f32| (0.0..=1.0).contains(t))
+                    .ok_or_else(|| {
+                        bad(
+                            format!("temperature must be a number in [0, 1], got '{text}'"),
+                            "temperature",
+                        )
+                    })?;
+            }
+            "response_format" => format = Format::parse(&text)?,
+            _ => {}
+        }
+    }
+    let file = file.ok_or_else(|| bad("'file' is required".into(), "file"))?;
+    if file.is_empty() {
+        return Err(bad("the uploaded file is empty".into(), "file"));
+    }
+    let model = model
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| bad("'model' is required".into(), "model"))?;
+    if let Some(l) = &language {
+        if l.len() != 2 || !l.chars().all(|c| c.is_ascii_lowercase()) {
+            return Err(bad(
+                format!("language must be an ISO-639-1 code such as 'en', got '{l}'"),
+                "language",
+            ));
+        }
+    }
+    Ok(Form {
+        file,
+        model,
+        language,
+        prompt,
+        temperature,
+        format,
+    })
+}
+
+fn multipart_error(e: axum::extract::multipart::MultipartError) -> AppError {
+    if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        AppError::PayloadTooLarge(format!("upload is larger than the server accepts: {e}"))
+    } else {
+        AppError::BadRequest {
+            message: format!("invalid multipart body: {}", e.body_text()),
+            param: None,
+        }
+    }
+}
+
+pub async fn transcriptions(state: State<AppState>, mp: Multipart) -> Result<Response, AppError> {
+    run(state, mp, false).await
+}
+
+pub async fn translations(state: State<AppState>, mp: Multipart) -> Result<Response, AppError> {
+    run(state, mp, true).await
+}
+
+async fn run(
+    State(state): State<AppState>,
+    mp: Multipart,
+    translate: bool,
+) -> Result<Response, AppError> {
+    let form = read_form(mp).await?;
+    // Fail fast on an unknown model or task before decoding any audio.
+    let task = state.registry.task_of(&form.model)?;
+    if task != brisk_core::Task::Transcription {
+        return Err(AppError::bad(
+            format!("model '{}' serves {task}, not transcription", form.model),
+            "model",
+        ));
+    }
+    let max_seconds = state.config.server.max_audio_seconds;
+    let bytes = form.file;
+    // Decoding and resampling are CPU work: off the async runtime, and off
+    // the model thread so the model keeps serving others meanwhile.
+    let audio =
+        tokio::task::spawn_blocking(move || crate::decode::decode_audio(&bytes, max_seconds))
+            .await
+            .map_err(|e| {
+                AppError::Engine(brisk_engine::EngineError::Backend(
+                    brisk_core::BackendError::Inference(e.to_string()),
+                ))
+            })??;
+    let request = Request::Transcribe(TranscribeRequest {
+        audio,
+        language: form.language,
+        prompt: form.prompt,
+        temperature: form.temperature,
+        translate,
+    });
+    let t = match state.registry.infer(&form.model, request).await? {
+        brisk_core::Response::Transcribe(t) => t,
+        other => {
+            return Err(AppError::Engine(brisk_engine::EngineError::Backend(
+                brisk_core::BackendError::Inference(format!("unexpected reply {other:?}")),
+            )))
+        }
+    };
+    Ok(render(&t, form.format, translate))
+}
+
+fn render(t: &Transcript, format: Format, translate: bool) -> Response {
+    match format {
+        Format::Json => axum::Json(json!({ "text": t.text })).into_response(),
+        Format::Text => (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("{}\n", t.text),
+        )
+            .into_response(),
+        Format::Srt => ([(header::CONTENT_TYPE, "application/x-subrip")], srt(t)).into_response(),
+        Format::Vtt => ([(header::CONTENT_TYPE, "text/vtt")], vtt(t)).into_response(),
+        Format::VerboseJson => axum::Json(json!({
+            "task": if translate { "translate" } else { "transcribe" },
+            "language": t.language,
+            "duration": t.duration,
+            "text": t.text,
+            "segments": t.segments,
+        }))
+        .into_response(),
+    }
+}
+
+/// `HH:MM:SS,mmm` (SRT) or `HH:MM:SS.mmm` (VTT).
+fn timestamp(seconds: f64, sep: char) -> String {
+    let ms = (seconds.max(0.0) * 1000.0).round() as u64;
+    format!(
+        "{:02}:{:02}:{:02}{sep}{:03}",
+        ms / 3_600_000,
+        ms / 60_000 % 60,
+        ms / 1000 % 60,
+        ms % 1000
+    )
+}
+
+pub fn srt(t: &Transcript) -> String {
+    t.segments
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            format!(
+                "{}\n{} --> {}\n{}\n\n",
+                i + 1,
+                timestamp(s.start, ','),
+                timestamp(s.end, ','),
+                s.text.trim()
+            )
+        })
+        .collect()
+}
+
+pub fn vtt(t: &Transcript) -> String {
+    let mut out = String::from("WEBVTT\n\n");
+    for s in &t.segments {
+        out.push_str(&format!(
+            "{} --> {}\n{}\n\n",
+            timestamp(s.start, '.'),
+            timestamp(s.end, '.'),
+            s.text.trim()
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use brisk_core::Segment;
+
+    fn transcript() -> Transcript {
+        Transcript {
+            text: "Ever tried. Ever failed.".into(),
+            language: Some("en".into()),
+            duration: 3725.5,
+            segments: vec![
+                Segment {
+                    id: 0,
+                    start: 0.0,
+                    end: 1.5,
+                    text: " Ever tried.".into(),
+                },
+                Segment {
+                    id: 1,
+                    start: 3723.25,
+                    end: 3725.5,
+                    text: " Ever failed.".into(),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn srt_and_vtt_timestamps() {
+        assert_eq!(timestamp(3723.25, ','), "01:02:03,250");
+        let s = srt(&transcript());
+        assert!(
+            s.starts_with("1\n00:00:00,000 --> 00:00:01,500\nEver tried.\n\n2\n01:02:03,250"),
+            "{s}"
+        );
+        let v = vtt(&transcript());
+        assert!(
+            v.starts_with("WEBVTT\n\n00:00:00.000 --> 00:00:01.500\nEver tried.\n"),
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn unknown_format_is_rejected() {
+        assert!(Format::parse("xml").is_err());
+        assert_eq!(
+            Format::parse("verbose_json").ok(),
+            Some(Format::VerboseJson)
+        );
+    }
+}
