@@ -194,6 +194,16 @@ fn prompt_and_language_options() {
     };
     let t = m.transcribe(&pcm, &opts).expect("transcribe");
     assert!(wer(BECKETT, &t.text) <= 0.2, "{:?}", t.text);
+    // A prompt longer than the decoder context keeps only its tail.
+    let long = TranscribeOptions {
+        prompt: Some("Beckett wrote this. ".repeat(300)),
+        language: Some("EN".into()),
+        ..Default::default()
+    };
+    // (A repetitive prompt like this one can make tiny.en parrot it, as in
+    // Whisper itself, so only the absence of errors is checked.)
+    m.transcribe(&pcm, &long)
+        .expect("transcribe with a long prompt");
     let de = TranscribeOptions {
         language: Some("de".into()),
         ..Default::default()
@@ -310,6 +320,34 @@ fn decode_rejects_bad_input() {
     let long = encode_wav_i16(&vec![0.1; 16000 * 20], 16000, 1);
     assert!(is_invalid_input(decode_to_mono_16k(&long, 19.0)));
     assert!(decode_to_mono_16k(&long, 21.0).is_ok());
+}
+
+#[test]
+fn decode_never_panics_on_damaged_files() {
+    let wav = beckett_bytes();
+    let mut state = 0x1234_5678_9abc_def0u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for i in 0..200 {
+        let mut b = wav.clone();
+        // Cut somewhere, and flip a few bytes, mostly in the header.
+        let cut = 1 + (next() as usize) % b.len();
+        b.truncate(cut);
+        for _ in 0..(i % 4) {
+            let span = if next() % 2 == 0 { 64 } else { b.len() };
+            let at = (next() as usize) % span.min(b.len());
+            b[at] ^= (next() as u8) | 1;
+        }
+        match decode_to_mono_16k(&b, 60.0) {
+            Ok(pcm) => assert!(pcm.len() <= 60 * 16_000),
+            Err(BackendError::InvalidInput(_)) => {}
+            Err(e) => panic!("unexpected error {e:?}"),
+        }
+    }
 }
 
 #[test]

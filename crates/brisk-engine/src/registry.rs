@@ -377,7 +377,11 @@ impl Registry {
             backend: e.spec.source.backend.clone(),
             policy: e.spec.policy,
             pinned: e.spec.pinned,
-            state: inner.state.name(),
+            // An evicted model is unloaded, but the reason matters to operators.
+            state: match (&inner.state, inner.last_unload) {
+                (State::Unloaded, Some("evicted")) => "evicted",
+                (s, _) => s.name(),
+            },
             load_duration_ms: inner.last_load.map(|d| d.as_millis() as u64),
             memory_bytes,
             loads: inner.loads,

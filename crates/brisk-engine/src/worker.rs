@@ -121,7 +121,10 @@ fn run_batch(model: &str, backend: &mut dyn Backend, batch: Vec<Job>) -> bool {
     match outcome {
         Ok(results) => {
             let mut results = results.into_iter();
-            for (reply, _permit) in replies {
+            for (reply, permit) in replies {
+                // Free the slot before answering: a caller that reacts to
+                // the reply must already see this model as idle.
+                drop(permit);
                 let r = results.next().unwrap_or_else(|| {
                     Err(brisk_core::BackendError::Inference(format!(
                         "backend returned fewer than {n} results"
@@ -134,7 +137,8 @@ fn run_batch(model: &str, backend: &mut dyn Backend, batch: Vec<Job>) -> bool {
         Err(_) => {
             tracing::error!(model, "backend panicked; dropping it");
             metrics::counter!("brisk_backend_panics_total", &labels).increment(1);
-            for (reply, _permit) in replies {
+            for (reply, permit) in replies {
+                drop(permit);
                 let _ = reply.send(Err(EngineError::Panicked {
                     model: model.to_string(),
                 }));

@@ -215,13 +215,14 @@ async fn memory_budget_evicts_the_least_recently_used_unpinned_model() {
     r.infer("a", embed("x")).await.expect("a loads");
     // 4 MiB used; b needs 2 more: a (unpinned, least recently used) goes.
     r.infer("b", embed("x")).await.expect("b loads");
-    assert_eq!(state(&r, "a"), "unloaded");
+    assert_eq!(state(&r, "a"), "evicted");
     assert_eq!(r.model_status("a").expect("a").last_unload, Some("evicted"));
     assert_eq!(state(&r, "pinned"), "ready");
     assert_eq!(state(&r, "b"), "ready");
     // Using a again evicts b, never the pinned model.
     r.infer("a", embed("x")).await.expect("a reloads");
-    assert_eq!(state(&r, "b"), "unloaded");
+    assert_eq!(state(&r, "a"), "ready");
+    assert_eq!(state(&r, "b"), "evicted");
     assert_eq!(state(&r, "pinned"), "ready");
 }
 

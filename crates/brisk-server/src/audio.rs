@@ -27,12 +27,14 @@ impl Format {
             "srt" => Format::Srt,
             "vtt" => Format::Vtt,
             "verbose_json" => Format::VerboseJson,
-            other => return Err(AppError::bad(
-                format!(
+            other => {
+                return Err(AppError::bad(
+                    format!(
                     "response_format must be json, text, srt, vtt or verbose_json, got '{other}'"
                 ),
-                "response_format",
-            )),
+                    "response_format",
+                ))
+            }
         })
     }
 }

@@ -175,6 +175,9 @@ impl WeightFormat {
     }
 }
 
+/// Tensor infos pointing into a blob of tensor data (offsets from 0).
+type ConvertedTensors = (HashMap<String, gguf_file::TensorInfo>, Vec<u8>);
+
 /// Rewrites the tensors `format` wants converted into an in-memory copy of
 /// the tensor data, so `ModelWeights::from_gguf` can read them from there.
 /// Returns `None` when nothing needs converting.
@@ -183,7 +186,7 @@ fn convert_weights(
     reader: &mut BufReader<File>,
     format: WeightFormat,
     device: &Device,
-) -> candle_core::Result<Option<(HashMap<String, gguf_file::TensorInfo>, Vec<u8>)>> {
+) -> candle_core::Result<Option<ConvertedTensors>> {
     let wanted = content
         .tensor_infos
         .values()
@@ -290,8 +293,8 @@ impl LlamaGenerator {
         Self::load_with(path, WeightFormat::Auto)
     }
 
-    /// Loads with backend options: `weights` = `auto` | `native` | `q8_0` |
-    /// `f32` (see [`WeightFormat`]).
+    /// Loads with backend options (`ModelSource::options`): `weights` =
+    /// `auto` | `native` | `fast` | `q8_0` | `f32` (see [`WeightFormat`]).
     pub fn load_with_options(
         path: &Path,
         options: &std::collections::BTreeMap<String, String>,
@@ -625,5 +628,63 @@ impl Backend for LlamaGenerator {
 
     fn token_counter(&self) -> Option<Arc<dyn TokenCounter>> {
         Some(self.counter.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weight_formats() {
+        assert_eq!("F32".parse::<WeightFormat>(), Ok(WeightFormat::F32));
+        assert_eq!("fast".parse::<WeightFormat>(), Ok(WeightFormat::Fast));
+        assert!("int3".parse::<WeightFormat>().is_err());
+
+        let matrix = candle_core::Shape::from((1536, 576));
+        let vector = candle_core::Shape::from(576);
+        let odd = candle_core::Shape::from((4, 40));
+        use GgmlDType as D;
+        assert_eq!(WeightFormat::Fast.target(D::Q4_1, &matrix), Some(D::Q8_0));
+        assert_eq!(WeightFormat::Fast.target(D::Q4_0, &matrix), None);
+        assert_eq!(WeightFormat::Fast.target(D::Q4_1, &odd), None);
+        assert_eq!(WeightFormat::Q8_0.target(D::Q4K, &matrix), Some(D::Q8_0));
+        assert_eq!(WeightFormat::Q8_0.target(D::F32, &matrix), None);
+        assert_eq!(WeightFormat::F32.target(D::Q8_0, &matrix), Some(D::F32));
+        assert_eq!(WeightFormat::F32.target(D::F32, &vector), None);
+        assert_eq!(WeightFormat::Native.target(D::Q4_1, &matrix), None);
+
+        let info = |rows: usize| gguf_file::TensorInfo {
+            ggml_dtype: D::Q4_1,
+            shape: candle_core::Shape::from((rows, 1024)),
+            offset: 0,
+        };
+        let small = HashMap::from([("a".to_string(), info(1024))]);
+        let large = HashMap::from([("a".to_string(), info(1 << 20))]);
+        assert_eq!(WeightFormat::Auto.resolve(&small), WeightFormat::F32);
+        assert_eq!(WeightFormat::Auto.resolve(&large), WeightFormat::Fast);
+        assert_eq!(WeightFormat::Native.resolve(&small), WeightFormat::Native);
+        // Q4_1: 20 bytes per 32 weights, plus nothing for embeddings here.
+        assert_eq!(resident_bytes(&small), 1024 * 1024 / 32 * 20);
+    }
+
+    #[test]
+    fn finds_gguf_files() {
+        let dir = std::env::temp_dir().join(format!("brisk-llama-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        assert!(!looks_like_gguf(&dir));
+        assert!(matches!(resolve_gguf(&dir), Err(BackendError::NotFound(_))));
+        std::fs::write(dir.join("notes.txt"), b"x").expect("write");
+        std::fs::write(dir.join("b.gguf"), b"x").expect("write");
+        std::fs::write(dir.join("a.GGUF"), b"xy").expect("write");
+        assert!(looks_like_gguf(&dir));
+        assert!(looks_like_gguf(&dir.join("b.gguf")));
+        assert!(!looks_like_gguf(&dir.join("notes.txt")));
+        assert_eq!(find_gguf(&dir), Some(dir.join("a.GGUF")));
+        assert_eq!(estimate_bytes(&dir), Some(2));
+        // Not a GGUF inside: a clear error, no panic.
+        let err = LlamaGenerator::load(&dir.join("b.gguf")).expect_err("garbage file");
+        assert!(matches!(err, BackendError::InvalidModel(_)), "{err:?}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -27,8 +27,11 @@ pub fn sampling_for(params: &GenerateParams) -> Result<Sampling, BackendError> {
     }
     let k = params.top_k.filter(|&k| k > 0);
     let p = params.top_p.filter(|&p| p < 1.0);
+    if p == Some(0.0) {
+        // Only the most likely token is left.
+        return Ok(Sampling::TopK { k: 1, temperature });
+    }
     Ok(match (k, p) {
-        (_, Some(p)) if p == 0.0 => Sampling::TopK { k: 1, temperature },
         (None, None) => Sampling::All { temperature },
         (Some(k), None) => Sampling::TopK { k, temperature },
         (None, Some(p)) => Sampling::TopP { p, temperature },

@@ -50,6 +50,13 @@ pub fn decode_to_mono_16k(bytes: &[u8], max_seconds: f64) -> Result<Vec<f32>, Ba
 /// Decodes and mixes down to mono at the file's own sample rate.
 /// Returns `(samples, sample_rate)`.
 pub fn decode_to_mono(bytes: &[u8], max_seconds: f64) -> Result<(Vec<f32>, u32), BackendError> {
+    // Demuxers and decoders see untrusted bytes: a panic inside them is
+    // reported as bad input rather than taking the worker thread down.
+    std::panic::catch_unwind(|| decode_inner(bytes, max_seconds))
+        .unwrap_or_else(|_| Err(invalid("cannot decode audio (malformed file)")))
+}
+
+fn decode_inner(bytes: &[u8], max_seconds: f64) -> Result<(Vec<f32>, u32), BackendError> {
     if max_seconds.is_nan() || max_seconds <= 0.0 {
         return Err(invalid("the audio length limit must be positive"));
     }
@@ -64,7 +71,11 @@ pub fn decode_to_mono(bytes: &[u8], max_seconds: f64) -> Result<(Vec<f32>, u32),
         .format(
             &Hint::new(),
             mss,
-            &FormatOptions::default(),
+            &FormatOptions {
+                // Trim encoder delay and padding (MP3 LAME/Xing, Ogg).
+                enable_gapless: true,
+                ..Default::default()
+            },
             &MetadataOptions::default(),
         )
         .map_err(|e| {

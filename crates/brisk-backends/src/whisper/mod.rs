@@ -36,6 +36,8 @@ pub struct TranscribeOptions {
     /// Decode with timestamp tokens: segments then carry the times the
     /// model predicted instead of the window bounds.
     pub timestamps: bool,
+    /// Translate to English (multilingual models) instead of transcribing.
+    pub translate: bool,
 }
 
 impl Default for TranscribeOptions {
@@ -45,6 +47,7 @@ impl Default for TranscribeOptions {
             prompt: None,
             temperature: 0.0,
             timestamps: false,
+            translate: false,
         }
     }
 }

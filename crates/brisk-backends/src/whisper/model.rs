@@ -396,6 +396,11 @@ impl WhisperModel {
         if pcm16k.is_empty() {
             return Err(BackendError::InvalidInput("audio is empty".into()));
         }
+        if opts.translate && !self.multilingual {
+            return Err(BackendError::InvalidInput(
+                "this model is English-only; translation needs a multilingual Whisper model".into(),
+            ));
+        }
         if !(opts.temperature.is_finite() && (0.0..=2.0).contains(&opts.temperature)) {
             return Err(BackendError::InvalidInput(
                 "temperature must be between 0 and 2".into(),
@@ -673,11 +678,40 @@ impl Backend for WhisperModel {
     }
 
     fn infer(&mut self, batch: Vec<Request>) -> Vec<Result<Response, BackendError>> {
-        // Transcription requests are not part of brisk-core's Request yet;
-        // callers use `transcribe` directly.
         batch
             .into_iter()
-            .map(|r| Err(BackendError::Unsupported(r.task().to_string())))
+            .map(|r| match r {
+                Request::Transcribe(t) => {
+                    let opts = TranscribeOptions {
+                        language: t.language,
+                        prompt: t.prompt,
+                        temperature: t.temperature,
+                        // Timestamp tokens give real segment times (srt, vtt)
+                        // and clean cuts between 30 s windows.
+                        timestamps: true,
+                        translate: t.translate,
+                    };
+                    self.transcribe(&t.audio, &opts).map(|tr| {
+                        Response::Transcribe(brisk_core::Transcript {
+                            text: tr.text,
+                            language: Some(tr.language),
+                            duration: tr.duration_s,
+                            segments: tr
+                                .segments
+                                .into_iter()
+                                .enumerate()
+                                .map(|(id, s)| brisk_core::Segment {
+                                    id,
+                                    start: s.start_s,
+                                    end: s.end_s,
+                                    text: s.text,
+                                })
+                                .collect(),
+                        })
+                    })
+                }
+                other => Err(BackendError::Unsupported(other.task().to_string())),
+            })
             .collect()
     }
 }
