@@ -169,7 +169,9 @@ async fn transcribes_real_speech_in_every_response_format() {
 async fn broken_uploads_get_clear_4xx() {
     let s = state(1 << 20, 5.0);
     let wav = beckett();
-    let cases: Vec<(Vec<(&str, &str)>, Option<Vec<u8>>, StatusCode, &str)> = vec![
+    /// Form fields, file bytes, expected status, expected message part.
+    type Case<'a> = (Vec<(&'a str, &'a str)>, Option<Vec<u8>>, StatusCode, &'a str);
+    let cases: Vec<Case> = vec![
         (
             vec![("model", MODEL)],
             Some(b"this is not audio at all".to_vec()),
