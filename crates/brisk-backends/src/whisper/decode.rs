@@ -8,6 +8,8 @@ pub struct SpecialTokens {
     pub sot: u32,
     pub eot: u32,
     pub transcribe: Option<u32>,
+    /// `<|translate|>` (multilingual models): translate to English.
+    pub translate: Option<u32>,
     pub no_timestamps: u32,
     /// First timestamp token (`<|0.00|>`), right after `<|notimestamps|>`.
     pub timestamp_begin: u32,
@@ -197,6 +199,7 @@ mod tests {
             sot: 5,
             eot: 4,
             transcribe: None,
+            translate: None,
             no_timestamps: 6,
             timestamp_begin: 7,
             no_speech: None,

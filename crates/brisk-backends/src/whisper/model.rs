@@ -314,6 +314,7 @@ impl WhisperModel {
             sot: need(w::SOT_TOKEN)?,
             eot: need(w::EOT_TOKEN)?,
             transcribe: tok(w::TRANSCRIBE_TOKEN),
+            translate: tok(w::TRANSLATE_TOKEN),
             no_timestamps,
             timestamp_begin: no_timestamps + 1,
             no_speech: w::NO_SPEECH_TOKENS.iter().find_map(|t| tok(t)),
@@ -401,6 +402,13 @@ impl WhisperModel {
                 "this model is English-only; translation needs a multilingual Whisper model".into(),
             ));
         }
+        let task_token = if opts.translate {
+            Some(self.sp.translate.ok_or_else(|| {
+                invalid_model("tokenizer.json has no <|translate|> token; cannot translate")
+            })?)
+        } else {
+            self.sp.transcribe
+        };
         if !(opts.temperature.is_finite() && (0.0..=2.0).contains(&opts.temperature)) {
             return Err(BackendError::InvalidInput(
                 "temperature must be between 0 and 2".into(),
@@ -479,7 +487,7 @@ impl WhisperModel {
                 if let Some(id) = language.as_deref().and_then(|l| self.language_token(l)) {
                     prefix.push(id);
                 }
-                prefix.extend(self.sp.transcribe);
+                prefix.extend(task_token);
             }
             if !opts.timestamps {
                 prefix.push(self.sp.no_timestamps);

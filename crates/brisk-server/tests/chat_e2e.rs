@@ -1,0 +1,95 @@
+//! The real SmolLM2 GGUF through `/v1/chat/completions`: a factual answer,
+//! streaming equal to the plain answer, and context limits as 4xx.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use brisk_engine::Timeline;
+use brisk_server::config::Config;
+use brisk_server::{build_state, router, AppState};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+const MODEL: &str = "smollm2-135m-instruct";
+
+fn state() -> AppState {
+    let dir = std::env::var_os("BRISK_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"));
+    assert!(
+        dir.join(MODEL).is_dir(),
+        "{} has no {MODEL}: run scripts/fetch-models first",
+        dir.display()
+    );
+    let mut config = Config::from_toml(brisk_server::config::EMBEDDED_DEFAULT).expect("default");
+    config.server.models_dir = dir;
+    build_state(config, Timeline::new(Instant::now())).expect("state")
+}
+
+async fn post(s: &AppState, body: Value) -> (StatusCode, String) {
+    let req = Request::builder()
+        .method("POST")
+        .uri("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .expect("request");
+    let resp = router(s.clone()).oneshot(req).await.expect("infallible");
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_factually_and_streams_the_same_text() {
+    let s = state();
+    let ask = json!({
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "What is the capital of France?"}],
+        "temperature": 0,
+        "max_tokens": 32,
+    });
+    let (st, body) = post(&s, ask.clone()).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("json");
+    let text = v["choices"][0]["message"]["content"]
+        .as_str()
+        .expect("content")
+        .to_string();
+    assert!(text.contains("Paris"), "{text}");
+    let usage = &v["usage"];
+    assert!(usage["prompt_tokens"].as_u64().expect("prompt") > 5);
+    assert!(usage["completion_tokens"].as_u64().expect("completion") >= 1);
+    assert!(v["timings"]["predicted_per_second"].as_f64().expect("tps") > 0.0);
+
+    let mut stream = ask.clone();
+    stream["stream"] = json!(true);
+    let (st, body) = post(&s, stream).await;
+    assert_eq!(st, StatusCode::OK);
+    let streamed: String = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str::<Value>(d).expect("chunk"))
+        .filter_map(|c| {
+            c["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    assert_eq!(streamed, text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_tokens_over_the_context_is_400() {
+    let s = state();
+    let (st, body) = post(
+        &s,
+        json!({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 100000}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("context"), "{body}");
+}
