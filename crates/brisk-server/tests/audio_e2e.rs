@@ -170,7 +170,12 @@ async fn broken_uploads_get_clear_4xx() {
     let s = state(1 << 20, 5.0);
     let wav = beckett();
     /// Form fields, file bytes, expected status, expected message part.
-    type Case<'a> = (Vec<(&'a str, &'a str)>, Option<Vec<u8>>, StatusCode, &'a str);
+    type Case<'a> = (
+        Vec<(&'a str, &'a str)>,
+        Option<Vec<u8>>,
+        StatusCode,
+        &'a str,
+    );
     let cases: Vec<Case> = vec![
         (
             vec![("model", MODEL)],
