@@ -1,7 +1,9 @@
 #![cfg(feature = "whisper")]
-//! Whisper tiny.en (CTranslate2, fetched by scripts/fetch-models) on real
-//! speech: models/testdata/beckett.wav, "Ever tried. Ever failed. No matter.
-//! Try again. Fail again. Fail better."
+//! Whisper tiny.en and multilingual base (CTranslate2, fetched by
+//! scripts/fetch-models) on real speech: models/testdata/beckett.wav, "Ever
+//! tried. Ever failed. No matter. Try again. Fail again. Fail better.", and
+//! on speech synthesized by espeak-ng at test time (install it with
+//! scripts/install-deps).
 
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -24,7 +26,7 @@ fn fetched(rel: &str) -> PathBuf {
     let p = models_dir().join(rel);
     assert!(
         p.exists(),
-        "{} is missing: run scripts/fetch-models whisper-tiny-en testdata first",
+        "{} is missing: run scripts/fetch-models whisper-tiny-en whisper-base testdata first",
         p.display()
     );
     p
@@ -411,4 +413,152 @@ fn dump_log_mel() {
     let raw = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
     std::fs::write(base.with_extension("pcm"), raw(&pcm)).expect("write pcm");
     std::fs::write(base.with_extension("mel"), raw(&m)).expect("write mel");
+}
+
+// ---- multilingual base, translation, synthesized speech --------------------
+
+/// Multilingual Whisper base, shared by the tests below.
+fn base_model() -> MutexGuard<'static, WhisperModel> {
+    static MODEL: OnceLock<Mutex<WhisperModel>> = OnceLock::new();
+    MODEL
+        .get_or_init(|| {
+            let m = WhisperModel::load(&fetched("whisper-base")).expect("load whisper-base");
+            Mutex::new(m)
+        })
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+/// Speaks `text` with espeak-ng (`voice`, `speed` words per minute) and
+/// returns mono 16 kHz samples. Fails (never skips) when espeak-ng is not
+/// installed.
+fn espeak(voice: &str, speed: u32, text: &str) -> Vec<f32> {
+    let wav = std::env::temp_dir().join(format!(
+        "brisk-whisper-test-{}-{voice}-{speed}.wav",
+        std::process::id()
+    ));
+    let out = std::process::Command::new("espeak-ng")
+        .args(["-v", voice, "-s", &speed.to_string(), "-w"])
+        .arg(&wav)
+        .arg(text)
+        .output();
+    let out = match out {
+        Ok(o) => o,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+            "espeak-ng is not installed (needed to synthesize test speech): \
+             run scripts/install-deps"
+        ),
+        Err(e) => panic!("cannot run espeak-ng: {e} (run scripts/install-deps)"),
+    };
+    assert!(
+        out.status.success(),
+        "espeak-ng -v {voice} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bytes = std::fs::read(&wav).expect("read espeak-ng output");
+    let _ = std::fs::remove_file(&wav);
+    let pcm = decode_to_mono_16k(&bytes, 60.0).expect("decode espeak-ng wav");
+    assert!(
+        pcm.len() > 16_000,
+        "espeak-ng produced {} samples",
+        pcm.len()
+    );
+    pcm
+}
+
+/// How many of `expected` occur as words of `text`.
+fn hits(text: &str, expected: &[&str]) -> usize {
+    let w = words(text);
+    expected
+        .iter()
+        .filter(|e| w.iter().any(|x| x == *e))
+        .count()
+}
+
+#[test]
+fn base_transcribes_beckett_and_detects_english() {
+    let pcm = beckett_16k();
+    let mut m = base_model();
+    assert!(m.is_multilingual());
+    let t = m
+        .transcribe(&pcm, &TranscribeOptions::default())
+        .expect("transcribe");
+    eprintln!("base beckett: {t:?}");
+    assert_eq!(t.language, "en", "{t:?}");
+    let e = wer(BECKETT, &t.text);
+    assert!(e <= 0.25, "WER {e:.3} for {:?}", t.text);
+    // Language codes are checked against the model's language tokens.
+    let bad = TranscribeOptions {
+        language: Some("xx".into()),
+        ..Default::default()
+    };
+    assert!(matches!(
+        m.transcribe(&pcm, &bad),
+        Err(BackendError::InvalidInput(_))
+    ));
+}
+
+#[test]
+fn english_only_model_refuses_translation() {
+    let opts = TranscribeOptions {
+        translate: true,
+        ..Default::default()
+    };
+    let err = model()
+        .transcribe(&beckett_16k(), &opts)
+        .expect_err("tiny.en cannot translate");
+    assert!(matches!(err, BackendError::InvalidInput(_)), "{err}");
+}
+
+#[test]
+fn espeak_english_with_tiny_en() {
+    const TEXT: &str = "We will meet at the train station tomorrow morning. \
+                        Please bring your ticket and a warm coat.";
+    let pcm = espeak("en", 175, TEXT);
+    let t = model()
+        .transcribe(&pcm, &TranscribeOptions::default())
+        .expect("transcribe");
+    eprintln!("espeak en, tiny.en: {t:?}");
+    let e = wer(TEXT, &t.text);
+    assert!(e <= 0.35, "WER {e:.3} for {:?}", t.text);
+}
+
+/// Spanish: of German, French and Spanish, the one base handles best on
+/// espeak-ng's voices (slowed down to 130 words per minute).
+#[test]
+fn espeak_spanish_detected_transcribed_and_translated_by_base() {
+    const TEXT: &str = "El tiempo está muy bueno hoy. Voy al parque con mi perro.";
+    const SPANISH: &[&str] = &["el", "tiempo", "muy", "bueno", "hoy", "parque", "con", "mi"];
+    const ENGLISH: &[&str] = &["weather", "good", "today", "park", "dog", "very", "my"];
+    let pcm = espeak("es", 130, TEXT);
+    let mut m = base_model();
+
+    // Language detected from the audio, transcribed in Spanish.
+    let t = m
+        .transcribe(&pcm, &TranscribeOptions::default())
+        .expect("transcribe");
+    eprintln!("espeak es, base transcribe: {t:?}");
+    assert_eq!(t.language, "es", "{t:?}");
+    assert!(hits(&t.text, SPANISH) >= 4, "not Spanish: {:?}", t.text);
+    assert!(hits(&t.text, ENGLISH) <= 1, "not Spanish: {:?}", t.text);
+
+    // The same audio translated to English (language still detected).
+    let opts = TranscribeOptions {
+        translate: true,
+        ..Default::default()
+    };
+    let tr = m.transcribe(&pcm, &opts).expect("translate");
+    eprintln!("espeak es, base translate: {tr:?}");
+    assert_eq!(tr.language, "es", "{tr:?}");
+    assert!(
+        hits(&tr.text, ENGLISH) >= 2,
+        "translation lacks English words {ENGLISH:?}: {:?}",
+        tr.text
+    );
+    assert!(
+        hits(&tr.text, SPANISH) <= 1,
+        "translation is still Spanish: {:?}",
+        tr.text
+    );
 }

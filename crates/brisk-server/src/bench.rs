@@ -21,6 +21,8 @@ pub struct ColdstartOptions {
     pub runs: usize,
     /// Models to send a first request to (embedding models get one input).
     pub models: Vec<String>,
+    /// Audio for transcription models' first request.
+    pub audio: Option<Vec<u8>>,
     /// Fail when the median exec → live exceeds this.
     pub live_target_ms: Option<f64>,
     pub timeout: Duration,
@@ -50,14 +52,31 @@ pub fn http(
     path: &str,
     body: Option<&str>,
 ) -> std::io::Result<(u16, String)> {
+    http_raw(
+        addr,
+        method,
+        path,
+        "application/json",
+        body.unwrap_or("").as_bytes(),
+    )
+}
+
+/// One HTTP/1.1 request with any body; returns the status code and body.
+pub fn http_raw(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(200))?;
     s.set_read_timeout(Some(Duration::from_secs(120)))?;
-    let body = body.unwrap_or("");
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
         body.len()
     )?;
+    s.write_all(body)?;
     let mut out = String::new();
     s.read_to_string(&mut out)?;
     let status = out
@@ -124,11 +143,7 @@ fn one_run(opts: &ColdstartOptions) -> anyhow::Result<Run> {
     let ready_ms = wait_for(addr, "/v2/health/ready", t0, opts.timeout)?;
     let mut first_response_ms = Vec::new();
     for m in &opts.models {
-        let body = json!({ "model": m, "input": "cold start probe" }).to_string();
-        let (status, text) = http(addr, "POST", "/v1/embeddings", Some(&body))?;
-        if status != 200 {
-            bail!("first request to {m} answered {status}: {text}");
-        }
+        first_request(addr, m, opts.audio.as_deref())?;
         first_response_ms.push((m.clone(), t0.elapsed().as_secs_f64() * 1000.0));
     }
     Ok(Run {
@@ -137,6 +152,48 @@ fn one_run(opts: &ColdstartOptions) -> anyhow::Result<Run> {
         first_response_ms,
         peak_rss_bytes: peak_rss_bytes(child.0.id()),
     })
+}
+
+/// Sends the smallest real request for the model's task: one embedding,
+/// one generated token, or a transcription of `audio`.
+fn first_request(addr: SocketAddr, model: &str, audio: Option<&[u8]>) -> anyhow::Result<()> {
+    let (status, text) = http(addr, "GET", &format!("/v1/models/{model}"), None)?;
+    if status != 200 {
+        bail!("model {model}: {status} {text}");
+    }
+    let info: serde_json::Value = serde_json::from_str(&text)?;
+    let (status, text) = match info["brisk"]["task"].as_str() {
+        Some("embeddings") => {
+            let body = json!({ "model": model, "input": "cold start probe" }).to_string();
+            http(addr, "POST", "/v1/embeddings", Some(&body))?
+        }
+        Some("generation") => {
+            let body = json!({
+                "model": model, "max_tokens": 1, "temperature": 0,
+                "messages": [{ "role": "user", "content": "Say hello." }],
+            })
+            .to_string();
+            http(addr, "POST", "/v1/chat/completions", Some(&body))?
+        }
+        Some("transcription") => {
+            let audio =
+                audio.ok_or_else(|| anyhow::anyhow!("--audio FILE is needed for {model}"))?;
+            let boundary = "brisk-bench-boundary";
+            let mut body = format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\n{model}\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n\r\n"
+            )
+            .into_bytes();
+            body.extend_from_slice(audio);
+            body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+            let ct = format!("multipart/form-data; boundary={boundary}");
+            http_raw(addr, "POST", "/v1/audio/transcriptions", &ct, &body)?
+        }
+        other => bail!("model {model} has an unknown task {other:?}"),
+    };
+    if status != 200 {
+        bail!("first request to {model} answered {status}: {text}");
+    }
+    Ok(())
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

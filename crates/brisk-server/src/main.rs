@@ -48,9 +48,13 @@ enum Bench {
         models_dir: Option<PathBuf>,
         #[arg(long, default_value_t = 10)]
         runs: usize,
-        /// Embedding model to send a first request to (repeatable).
+        /// Model to send a first request to (repeatable): one embedding, one
+        /// generated token, or a transcription of --audio.
         #[arg(long = "model")]
         models: Vec<String>,
+        /// Audio file for transcription models' first request.
+        #[arg(long)]
+        audio: Option<PathBuf>,
         /// Exit non-zero when the median exec → live is above this.
         #[arg(long)]
         live_target_ms: Option<f64>,
@@ -118,15 +122,18 @@ fn main() -> anyhow::Result<()> {
                     models_dir,
                     runs,
                     models,
+                    audio,
                     live_target_ms,
                     timeout_s,
                 },
         } => {
+            let audio = audio.map(std::fs::read).transpose()?;
             let opts = ColdstartOptions {
                 config,
                 models_dir,
                 runs,
                 models,
+                audio,
                 live_target_ms,
                 timeout: Duration::from_secs(timeout_s),
             };

@@ -1,39 +1,24 @@
 //! Real Whisper tiny.en through `/v1/audio/transcriptions` (multipart), on
 //! real speech (beckett.wav) and on broken uploads.
 
-use std::path::PathBuf;
-use std::time::Instant;
+mod common;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use brisk_engine::Timeline;
-use brisk_server::config::Config;
-use brisk_server::{build_state, router, AppState};
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
+use brisk_server::AppState;
 use serde_json::Value;
-use tower::ServiceExt;
 
 const MODEL: &str = "whisper-tiny-en";
 const BECKETT: &str = "Ever tried. Ever failed. No matter. Try again. Fail again. Fail better.";
 
-fn models_dir() -> PathBuf {
-    let dir = std::env::var_os("BRISK_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"));
-    assert!(
-        dir.join(MODEL).join("model.bin").is_file() && dir.join("testdata/beckett.wav").is_file(),
-        "{} lacks {MODEL} or testdata: run scripts/fetch-models first",
-        dir.display()
-    );
-    dir
+fn models_dir() -> std::path::PathBuf {
+    common::models_dir(&[MODEL, "testdata/beckett.wav"])
 }
 
 fn state(max_audio_bytes: usize, max_audio_seconds: f64) -> AppState {
-    let mut config = Config::from_toml(brisk_server::config::EMBEDDED_DEFAULT).expect("default");
-    config.server.models_dir = models_dir();
-    config.server.max_audio_bytes = max_audio_bytes;
-    config.server.max_audio_seconds = max_audio_seconds;
-    build_state(config, Timeline::new(Instant::now())).expect("state")
+    common::default_state(models_dir(), |c| {
+        c.server.max_audio_bytes = max_audio_bytes;
+        c.server.max_audio_seconds = max_audio_seconds;
+    })
 }
 
 /// Word error rate: word-level Levenshtein over lowercase words without punctuation.
@@ -89,16 +74,8 @@ async fn post(
     file: Option<&[u8]>,
 ) -> (StatusCode, String) {
     let (ct, body) = multipart(fields, file);
-    let req = Request::builder()
-        .method("POST")
-        .uri(uri)
-        .header("content-type", ct)
-        .body(Body::from(body))
-        .expect("request");
-    let resp = router(s.clone()).oneshot(req).await.expect("infallible");
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-    (status, String::from_utf8_lossy(&bytes).into_owned())
+    let (st, _, text) = common::send(s, "POST", uri, &ct, body).await;
+    (st, text)
 }
 
 fn beckett() -> Vec<u8> {

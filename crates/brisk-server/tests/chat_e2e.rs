@@ -1,45 +1,20 @@
 //! The real SmolLM2 GGUF through `/v1/chat/completions`: a factual answer,
 //! streaming equal to the plain answer, and context limits as 4xx.
 
-use std::path::PathBuf;
-use std::time::Instant;
+mod common;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use brisk_engine::Timeline;
-use brisk_server::config::Config;
-use brisk_server::{build_state, router, AppState};
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
+use brisk_server::AppState;
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
 const MODEL: &str = "smollm2-135m-instruct";
 
 fn state() -> AppState {
-    let dir = std::env::var_os("BRISK_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"));
-    assert!(
-        dir.join(MODEL).is_dir(),
-        "{} has no {MODEL}: run scripts/fetch-models first",
-        dir.display()
-    );
-    let mut config = Config::from_toml(brisk_server::config::EMBEDDED_DEFAULT).expect("default");
-    config.server.models_dir = dir;
-    build_state(config, Timeline::new(Instant::now())).expect("state")
+    common::default_state(common::models_dir(&[MODEL]), |_| {})
 }
 
 async fn post(s: &AppState, body: Value) -> (StatusCode, String) {
-    let req = Request::builder()
-        .method("POST")
-        .uri("/v1/chat/completions")
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_string()))
-        .expect("request");
-    let resp = router(s.clone()).oneshot(req).await.expect("infallible");
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-    (status, String::from_utf8_lossy(&bytes).into_owned())
+    common::post_json(s, "/v1/chat/completions", &body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

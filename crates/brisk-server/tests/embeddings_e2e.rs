@@ -1,53 +1,25 @@
 //! The real MiniLM through the HTTP API: discovery under the models folder,
 //! dynamic batching under concurrency, and input limits.
 
-use std::path::PathBuf;
-use std::time::Instant;
+mod common;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use brisk_core::cosine;
-use brisk_engine::Timeline;
-use brisk_server::config::Config;
-use brisk_server::{build_state, router, AppState};
-use http_body_util::BodyExt;
+use brisk_server::AppState;
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
 const MODEL: &str = "all-minilm-l6-v2";
 
-fn models_dir() -> PathBuf {
-    let dir = std::env::var_os("BRISK_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"));
-    assert!(
-        dir.join(MODEL).join("model.safetensors").is_file(),
-        "{} has no {MODEL}: run scripts/fetch-models first",
-        dir.display()
-    );
-    dir
-}
-
 fn state() -> AppState {
-    let mut config = Config::from_toml(brisk_server::config::EMBEDDED_DEFAULT).expect("default");
-    config.server.models_dir = models_dir();
-    config.defaults.max_batch_delay_ms = 5;
-    let s = build_state(config, Timeline::new(Instant::now())).expect("state");
+    let dir = common::models_dir(&[MODEL]);
+    let s = common::default_state(dir, |c| c.defaults.max_batch_delay_ms = 5);
     s.registry.start();
     s
 }
 
 async fn post(s: &AppState, body: Value) -> (StatusCode, Value) {
-    let req = Request::builder()
-        .method("POST")
-        .uri("/v1/embeddings")
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_string()))
-        .expect("request");
-    let resp = router(s.clone()).oneshot(req).await.expect("infallible");
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-    (status, serde_json::from_slice(&bytes).expect("json body"))
+    let (st, text) = common::post_json(s, "/v1/embeddings", &body).await;
+    (st, serde_json::from_str(&text).expect("json body"))
 }
 
 fn vector(v: &Value, i: usize) -> Vec<f32> {

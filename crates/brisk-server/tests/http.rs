@@ -1,6 +1,8 @@
 //! HTTP behaviour against the router (`oneshot`) and against real servers
 //! on loopback, using the simulated backend.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -52,21 +54,9 @@ async fn call(
     uri: &str,
     body: Option<Value>,
 ) -> (StatusCode, axum::http::HeaderMap, Value) {
-    let req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("content-type", "application/json")
-        .body(match body {
-            Some(b) => Body::from(b.to_string()),
-            None => Body::empty(),
-        })
-        .expect("request");
-    let resp = router(s.clone()).oneshot(req).await.expect("infallible");
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-    let v = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+    let (status, headers, text) = common::send(s, method, uri, "application/json", body).await;
+    let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
     (status, headers, v)
 }
 
@@ -423,16 +413,7 @@ source = "emb"
 "#;
 
 async fn raw(s: &AppState, uri: &str, body: Value) -> (StatusCode, String) {
-    let req = Request::builder()
-        .method("POST")
-        .uri(uri)
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_string()))
-        .expect("request");
-    let resp = router(s.clone()).oneshot(req).await.expect("infallible");
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-    (status, String::from_utf8(bytes.to_vec()).expect("utf8"))
+    common::post_json(s, uri, &body).await
 }
 
 /// The `data:` payloads of an SSE body.

@@ -1,0 +1,77 @@
+//! Helpers shared by the server's integration tests.
+// Each test binary compiles this module and uses a different part of it.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode};
+use brisk_engine::Timeline;
+use brisk_server::config::Config;
+use brisk_server::{build_state, router, AppState};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+/// The fetched models folder; fails when any of `needs` (paths relative to
+/// it) is missing, pointing at the script that fetches them.
+pub fn models_dir(needs: &[&str]) -> PathBuf {
+    let dir = std::env::var_os("BRISK_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"));
+    for n in needs {
+        assert!(
+            dir.join(n).exists(),
+            "{} has no {n}: run scripts/fetch-models first",
+            dir.display()
+        );
+    }
+    dir
+}
+
+/// State for the embedded default config over `models_dir`, adjusted by `tweak`.
+pub fn default_state(models_dir: PathBuf, tweak: impl FnOnce(&mut Config)) -> AppState {
+    let mut config = Config::from_toml(brisk_server::config::EMBEDDED_DEFAULT).expect("default");
+    config.server.models_dir = models_dir;
+    tweak(&mut config);
+    build_state(config, Timeline::new(Instant::now())).expect("state")
+}
+
+/// One request through the router; the body comes back as text.
+pub async fn send(
+    s: &AppState,
+    method: &str,
+    uri: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (StatusCode, HeaderMap, String) {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", content_type)
+        .body(Body::from(body))
+        .expect("request");
+    let resp = router(s.clone()).oneshot(req).await.expect("infallible");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    (
+        status,
+        headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
+}
+
+/// POST a JSON body; the reply body as text.
+pub async fn post_json(s: &AppState, uri: &str, body: &Value) -> (StatusCode, String) {
+    let (st, _, text) = send(
+        s,
+        "POST",
+        uri,
+        "application/json",
+        body.to_string().into_bytes(),
+    )
+    .await;
+    (st, text)
+}
