@@ -50,11 +50,7 @@ def main():
     t = time.perf_counter()
     llm = Llama(model_path=path, n_ctx=2048, n_threads=2, n_batch=512, verbose=False)
     load_s = time.perf_counter() - t
-    prompt_tokens = len(
-        llm.tokenize(
-            llm.metadata.get("tokenizer.chat_template", "").encode() and PROMPT.encode(), add_bos=False
-        )
-    )
+    prompt_tokens = len(llm.tokenize(PROMPT.encode(), add_bos=False))
     run(llm, PROMPT, 16)  # warm-up
     prefill, decode_tps, completion = [], [], []
     for _ in range(3):
