@@ -79,7 +79,7 @@ impl Loader for BriskLoader {
             #[cfg(feature = "candle")]
             "candle-bert" => bert::estimate_bytes(&source.path),
             #[cfg(feature = "llama")]
-            "candle-llama" => llama::estimate_bytes(&source.path),
+            "candle-llama" => llama::estimate_bytes(&source.path, &source.options),
             #[cfg(feature = "whisper")]
             "candle-whisper" => whisper::estimate_bytes(&source.path),
             _ => None,

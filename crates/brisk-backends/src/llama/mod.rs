@@ -82,10 +82,22 @@ pub fn resolve_gguf(path: &Path) -> Result<PathBuf, BackendError> {
     }
 }
 
-/// Size of the GGUF file, the bulk of resident memory.
-pub fn estimate_bytes(path: &Path) -> Option<u64> {
+/// Resident size of the weights once loaded with the `weights` option:
+/// read from the GGUF header alone (tensor shapes and types, no data), so
+/// the memory budget sees the f32 widening before the load happens.
+pub fn estimate_bytes(
+    path: &Path,
+    options: &std::collections::BTreeMap<String, String>,
+) -> Option<u64> {
     let file = resolve_gguf(path).ok()?;
-    std::fs::metadata(file).ok().map(|m| m.len())
+    let format: WeightFormat = match options.get("weights") {
+        Some(v) => v.parse().ok()?,
+        None => WeightFormat::Auto,
+    };
+    let mut reader = BufReader::new(File::open(&file).ok()?);
+    let content = gguf_file::Content::read(&mut reader).ok()?;
+    let format = format.resolve(&content.tensor_infos);
+    Some(resident_bytes(&content.tensor_infos, format))
 }
 
 /// How the weights are held in memory (backend option `weights`).
@@ -222,12 +234,17 @@ fn convert_weights(
 
 /// Resident size of the loaded model: every tensor as held, plus the f32
 /// copy of the token embeddings `ModelWeights` keeps for lookups.
-fn resident_bytes(infos: &HashMap<String, gguf_file::TensorInfo>) -> u64 {
+/// Bytes the weights take once loaded as `format` (already resolved):
+/// every tensor in its target type, plus the f32 copy of the token
+/// embeddings candle keeps for the lookup.
+fn resident_bytes(infos: &HashMap<String, gguf_file::TensorInfo>, format: WeightFormat) -> u64 {
     let tensors: u64 = infos
         .values()
         .map(|i| {
-            let blocks = i.shape.elem_count() / i.ggml_dtype.block_size();
-            (blocks * i.ggml_dtype.type_size()) as u64
+            let dtype = format
+                .target(i.ggml_dtype, &i.shape)
+                .unwrap_or(i.ggml_dtype);
+            (i.shape.elem_count() / dtype.block_size() * dtype.type_size()) as u64
         })
         .sum();
     let embeddings = infos
@@ -373,8 +390,7 @@ impl LlamaGenerator {
         let format = format.resolve(&content.tensor_infos);
         let converted = convert_weights(&content, &mut reader, format, &device)
             .map_err(|e| invalid_model(&file, e))?;
-        let memory_bytes =
-            resident_bytes(converted.as_ref().map_or(&content.tensor_infos, |c| &c.0));
+        let memory_bytes = resident_bytes(&content.tensor_infos, format);
         let weights = match converted {
             None => ModelWeights::from_gguf(content, &mut reader, &device),
             Some((tensor_infos, blob)) => {
@@ -664,8 +680,13 @@ mod tests {
         assert_eq!(WeightFormat::Auto.resolve(&small), WeightFormat::F32);
         assert_eq!(WeightFormat::Auto.resolve(&large), WeightFormat::Fast);
         assert_eq!(WeightFormat::Native.resolve(&small), WeightFormat::Native);
-        // Q4_1: 20 bytes per 32 weights, plus nothing for embeddings here.
-        assert_eq!(resident_bytes(&small), 1024 * 1024 / 32 * 20);
+        // Q4_1: 20 bytes per 32 weights, plus nothing for embeddings here;
+        // widened to f32: 4 bytes per weight.
+        assert_eq!(
+            resident_bytes(&small, WeightFormat::Native),
+            1024 * 1024 / 32 * 20
+        );
+        assert_eq!(resident_bytes(&small, WeightFormat::F32), 1024 * 1024 * 4);
     }
 
     #[test]
@@ -681,7 +702,8 @@ mod tests {
         assert!(looks_like_gguf(&dir.join("b.gguf")));
         assert!(!looks_like_gguf(&dir.join("notes.txt")));
         assert_eq!(find_gguf(&dir), Some(dir.join("a.GGUF")));
-        assert_eq!(estimate_bytes(&dir), Some(2));
+        // A file that is no GGUF has no estimate (its header cannot be read).
+        assert_eq!(estimate_bytes(&dir, &Default::default()), None);
         // Not a GGUF inside: a clear error, no panic.
         let err = LlamaGenerator::load(&dir.join("b.gguf")).expect_err("garbage file");
         assert!(matches!(err, BackendError::InvalidModel(_)), "{err:?}");
