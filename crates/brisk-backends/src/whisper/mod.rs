@@ -14,6 +14,7 @@
 pub mod audio;
 pub mod ct2;
 pub mod decode;
+mod decoder;
 pub mod mel;
 pub mod model;
 

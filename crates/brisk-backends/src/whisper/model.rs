@@ -12,6 +12,7 @@ use tokenizers::Tokenizer;
 
 use super::ct2::{Ct2DType, Ct2Model, Ct2Variable};
 use super::decode::{self, Rng, SpecialTokens};
+use super::decoder::TextDecoder;
 use super::{mel, Segment, TranscribeOptions, Transcript};
 
 /// Tokens generated per 30 s window at most (Whisper's `sample_len`).
@@ -165,7 +166,11 @@ fn config_from(ct2: &Ct2Model, suppress: Vec<u32>) -> Result<w::Config, BackendE
 
 /// A loaded Whisper model (backend `candle-whisper`).
 pub struct WhisperModel {
+    /// candle's Whisper: its encoder is used (its decoder shares the weights
+    /// with `decoder`).
     model: Whisper,
+    /// The text decoder with a self-attention cache.
+    decoder: TextDecoder,
     config: w::Config,
     tokenizer: Tokenizer,
     filters: Vec<f32>,
@@ -304,6 +309,7 @@ impl WhisperModel {
             .sum();
         let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
         let model = Whisper::load(&vb, config.clone()).map_err(invalid_model)?;
+        let decoder = TextDecoder::load(vb.pp("model.decoder"), &config).map_err(invalid_model)?;
 
         let tok = |s: &str| tokenizer.token_to_id(s);
         let need = |s: &str| {
@@ -358,6 +364,7 @@ impl WhisperModel {
         Ok(Self {
             filters: mel::mel_filters(w::SAMPLE_RATE, w::N_FFT, config.num_mel_bins),
             model,
+            decoder,
             config,
             tokenizer,
             device,
@@ -563,7 +570,12 @@ impl WhisperModel {
         let tokens = Tensor::new(&[self.sp.sot], &self.device)
             .and_then(|t| t.unsqueeze(0))
             .map_err(inference)?;
-        let logits = self.logits_at(&tokens, features, 0, true)?;
+        self.decoder.reset();
+        let ys = self
+            .decoder
+            .forward(&tokens, features, 0)
+            .map_err(inference)?;
+        let logits = self.project(&ys, 0)?;
         let best = self
             .languages
             .iter()
@@ -572,31 +584,10 @@ impl WhisperModel {
         Ok(best.map_or_else(|| "en".to_string(), |(c, _)| c.clone()))
     }
 
-    /// Logits at `position` for the token sequence `tokens` (1 x n).
-    fn logits_at(
-        &mut self,
-        tokens: &Tensor,
-        features: &Tensor,
-        position: usize,
-        flush: bool,
-    ) -> Result<Vec<f32>, BackendError> {
-        let ys = self
-            .model
-            .decoder
-            .forward(tokens, features, flush)
-            .map_err(inference)?;
-        self.project(&ys, position)
-    }
-
     fn project(&self, ys: &Tensor, position: usize) -> Result<Vec<f32>, BackendError> {
         let run = || -> candle_core::Result<Vec<f32>> {
             let h = ys.i((..1, position..position + 1))?;
-            self.model
-                .decoder
-                .final_linear(&h)?
-                .i(0)?
-                .i(0)?
-                .to_vec1::<f32>()
+            self.decoder.final_linear(&h)?.i(0)?.i(0)?.to_vec1::<f32>()
         };
         run().map_err(inference)
     }
@@ -614,17 +605,19 @@ impl WhisperModel {
         let n_ctx = self.config.max_target_positions;
         let mut sum_logprob = 0f32;
         let mut no_speech_prob = 0f32;
+        self.decoder.reset();
         for step in 0..MAX_NEW_TOKENS {
             if tokens.len() >= n_ctx {
                 break;
             }
-            let t = Tensor::new(tokens.as_slice(), &self.device)
+            // The whole prefix first, then only the token chosen last.
+            let offset = self.decoder.cached_len();
+            let t = Tensor::new(&tokens[offset..], &self.device)
                 .and_then(|t| t.unsqueeze(0))
                 .map_err(inference)?;
             let ys = self
-                .model
                 .decoder
-                .forward(&t, features, step == 0)
+                .forward(&t, features, offset)
                 .map_err(inference)?;
             if step == 0 {
                 if let Some(ns) = self.sp.no_speech {
@@ -634,7 +627,7 @@ impl WhisperModel {
                     }
                 }
             }
-            let mut logits = self.project(&ys, tokens.len() - 1)?;
+            let mut logits = self.project(&ys, tokens.len() - 1 - offset)?;
             for &s in &self.suppress {
                 logits[s as usize] = f32::NEG_INFINITY;
             }
@@ -721,5 +714,116 @@ impl Backend for WhisperModel {
                 other => Err(BackendError::Unsupported(other.task().to_string())),
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn models_dir() -> PathBuf {
+        std::env::var_os("BRISK_MODELS_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"))
+    }
+
+    /// Logits `(n, vocab)` of hidden states `(1, n, n_state)`.
+    fn rows(logits: candle_core::Result<Tensor>) -> Vec<Vec<f32>> {
+        logits
+            .and_then(|l| l.i(0)?.to_vec2::<f32>())
+            .expect("logits")
+    }
+
+    fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    }
+
+    /// The cached decoder (prefix at once, then one token per step, or
+    /// chunks at an offset) gives the logits of candle's decoder, which
+    /// reruns the whole sequence: beckett.wav's first window, tiny.en.
+    #[test]
+    fn cached_decoder_matches_candle_decoder() {
+        let dir = models_dir();
+        let model_dir = dir.join("whisper-tiny-en");
+        let wav = dir.join("testdata/beckett.wav");
+        assert!(
+            model_dir.join("model.bin").is_file() && wav.is_file(),
+            "run scripts/fetch-models whisper-tiny-en testdata first"
+        );
+        let mut m = WhisperModel::load(&model_dir).expect("load whisper-tiny-en");
+        let bytes = std::fs::read(&wav).expect("read beckett.wav");
+        let pcm =
+            super::super::audio::decode_to_mono_16k(&bytes, 60.0).expect("decode beckett.wav");
+        let window = &pcm[..pcm.len().min(w::N_SAMPLES)];
+        let mel = mel::log_mel_window(&m.config, &m.filters, window);
+        let mel = Tensor::from_vec(mel, (1, m.config.num_mel_bins, w::N_FRAMES), &m.device)
+            .expect("mel tensor");
+        let features = m.model.encoder.forward(&mel, true).expect("encoder");
+        let seq = |t: &[u32]| {
+            Tensor::new(t, &m.device)
+                .and_then(|t| t.unsqueeze(0))
+                .expect("tokens")
+        };
+
+        // Greedy, one token per step after the prefix.
+        let mut tokens = vec![m.sp.sot, m.sp.no_timestamps];
+        let mut worst = 0f32;
+        m.decoder.reset();
+        for step in 0..8 {
+            let offset = m.decoder.cached_len();
+            let ys = m
+                .decoder
+                .forward(&seq(&tokens[offset..]), &features, offset)
+                .expect("decoder");
+            let cached = rows(m.decoder.final_linear(&ys));
+            let all = m
+                .model
+                .decoder
+                .forward(&seq(&tokens), &features, step == 0)
+                .expect("decoder");
+            let reference = rows(m.model.decoder.final_linear(&all));
+            assert_eq!(cached.len(), tokens.len() - offset);
+            for (i, row) in cached.iter().enumerate() {
+                worst = worst.max(max_abs_diff(row, &reference[offset + i]));
+            }
+            let last = cached.last().expect("a row");
+            let next = decode::argmax(&last[..m.sp.eot as usize]) as u32;
+            tokens.push(next);
+        }
+        eprintln!("stepwise: max |logit difference| {worst:e}");
+        assert!(worst < 1e-4, "max |logit difference| {worst}");
+        assert_eq!(m.decoder.cached_len(), tokens.len() - 1);
+        let text = m.tokenizer.decode(&tokens[2..], true).expect("detokenize");
+        assert!(text.to_lowercase().contains("ever"), "{text:?}");
+
+        // The same tokens in uneven chunks (causal mask at an offset).
+        let all = m
+            .model
+            .decoder
+            .forward(&seq(&tokens), &features, false)
+            .expect("decoder");
+        let reference = rows(m.model.decoder.final_linear(&all));
+        m.decoder.reset();
+        let mut worst = 0f32;
+        for (a, b) in [(0, 3), (3, 4), (4, 7), (7, tokens.len())] {
+            let ys = m
+                .decoder
+                .forward(&seq(&tokens[a..b]), &features, a)
+                .expect("decoder");
+            for (i, row) in rows(m.decoder.final_linear(&ys)).iter().enumerate() {
+                worst = worst.max(max_abs_diff(row, &reference[a + i]));
+            }
+        }
+        eprintln!("chunked: max |logit difference| {worst:e}");
+        assert!(worst < 1e-4, "chunked: max |logit difference| {worst}");
+
+        // A wrong offset is an error, not a silently shifted position.
+        assert!(m.decoder.forward(&seq(&[m.sp.sot]), &features, 0).is_err());
     }
 }
