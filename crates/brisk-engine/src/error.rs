@@ -23,8 +23,6 @@ pub enum EngineError {
         reason: String,
         retry_after: Duration,
     },
-    #[error("loading model '{model}' would exceed the memory budget: {reason}")]
-    MemoryBudget { model: String, reason: String },
     #[error("request to model '{model}' exceeded its deadline of {}ms", deadline.as_millis())]
     DeadlineExceeded { model: String, deadline: Duration },
     #[error("{0}")]
@@ -44,9 +42,7 @@ impl EngineError {
         match self {
             EngineError::QueueFull { .. } => Some(Duration::from_secs(1)),
             EngineError::Cooldown { retry_after, .. } => Some(*retry_after),
-            EngineError::MemoryBudget { .. } | EngineError::ShuttingDown => {
-                Some(Duration::from_secs(5))
-            }
+            EngineError::ShuttingDown => Some(Duration::from_secs(5)),
             _ => None,
         }
     }

@@ -56,11 +56,6 @@ impl AppError {
                 E::Cooldown { .. } => {
                     (StatusCode::SERVICE_UNAVAILABLE, SERVER, "model_load_failed")
                 }
-                E::MemoryBudget { .. } => (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    SERVER,
-                    "memory_budget_exceeded",
-                ),
                 E::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, SERVER, "shutting_down"),
                 E::DeadlineExceeded { .. } => {
                     (StatusCode::GATEWAY_TIMEOUT, SERVER, "deadline_exceeded")
