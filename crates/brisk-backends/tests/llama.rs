@@ -5,7 +5,9 @@
 //! Needs `models/smollm2-135m-instruct/` (run `scripts/fetch-models`), or
 //! `BRISK_MODELS_DIR` pointing at a folder that holds it.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use brisk_backends::llama::{GgufTokenizer, LlamaGenerator, WeightFormat};
@@ -19,16 +21,8 @@ const MODEL_DIR: &str = "smollm2-135m-instruct";
 const MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
 fn model_dir() -> PathBuf {
-    let root = std::env::var_os("BRISK_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models"));
-    let dir = root.join(MODEL_DIR);
-    assert!(
-        dir.join(MODEL_FILE).is_file(),
-        "{} is missing: run `scripts/fetch-models {MODEL_DIR}` (or set BRISK_MODELS_DIR)",
-        dir.join(MODEL_FILE).display()
-    );
-    dir
+    common::fetched(&format!("{MODEL_DIR}/{MODEL_FILE}"));
+    common::fetched(MODEL_DIR)
 }
 
 /// The shared model; tests take turns (2 cores: parallel runs only thrash).

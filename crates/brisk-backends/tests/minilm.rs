@@ -3,6 +3,8 @@
 //! (tests/fixtures/minilm_reference.json, made by scripts/gen_minilm_reference.py).
 #![cfg(feature = "candle")]
 
+mod common;
+
 use std::path::PathBuf;
 
 use brisk_backends::bert::BertEmbedder;
@@ -14,16 +16,8 @@ fn workspace() -> PathBuf {
 }
 
 fn model_dir() -> PathBuf {
-    let base = std::env::var_os("BRISK_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("models"));
-    let dir = base.join("all-minilm-l6-v2");
-    assert!(
-        dir.join("model.safetensors").is_file(),
-        "{} is missing: run scripts/fetch-models first",
-        dir.display()
-    );
-    dir
+    common::fetched("all-minilm-l6-v2/model.safetensors");
+    common::fetched("all-minilm-l6-v2")
 }
 
 fn reference() -> Vec<(String, Vec<f32>)> {

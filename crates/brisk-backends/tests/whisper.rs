@@ -5,6 +5,8 @@
 //! on speech synthesized by espeak-ng at test time (install it with
 //! scripts/install-deps).
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
@@ -16,28 +18,13 @@ use brisk_core::{Backend, BackendError, Request, Task};
 
 const BECKETT: &str = "Ever tried. Ever failed. No matter. Try again. Fail again. Fail better.";
 
-fn models_dir() -> PathBuf {
-    std::env::var_os("BRISK_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"))
-}
-
-fn fetched(rel: &str) -> PathBuf {
-    let p = models_dir().join(rel);
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/fetch-models whisper-tiny-en whisper-base testdata first",
-        p.display()
-    );
-    p
-}
-
 /// One model shared by all tests (loading takes a while in debug builds).
 fn model() -> MutexGuard<'static, WhisperModel> {
     static MODEL: OnceLock<Mutex<WhisperModel>> = OnceLock::new();
     MODEL
         .get_or_init(|| {
-            let m = WhisperModel::load(&fetched("whisper-tiny-en")).expect("load whisper-tiny-en");
+            let m = WhisperModel::load(&common::fetched("whisper-tiny-en"))
+                .expect("load whisper-tiny-en");
             Mutex::new(m)
         })
         .lock()
@@ -45,7 +32,7 @@ fn model() -> MutexGuard<'static, WhisperModel> {
 }
 
 fn beckett_bytes() -> Vec<u8> {
-    std::fs::read(fetched("testdata/beckett.wav")).expect("read beckett.wav")
+    std::fs::read(common::fetched("testdata/beckett.wav")).expect("read beckett.wav")
 }
 
 fn beckett_16k() -> Vec<f32> {
@@ -264,10 +251,10 @@ fn backend_trait() {
 fn loader_detects_and_describes_whisper() {
     use brisk_backends::{available_backends, detect, BriskLoader};
     use brisk_core::{Loader, ModelSource};
-    let dir = fetched("whisper-tiny-en");
+    let dir = common::fetched("whisper-tiny-en");
     assert!(available_backends().contains(&"candle-whisper"));
     assert_eq!(detect(&dir), Some("candle-whisper"));
-    assert_eq!(detect(&fetched("testdata")), None);
+    assert_eq!(detect(&common::fetched("testdata")), None);
     let src = ModelSource {
         backend: "candle-whisper".into(),
         path: dir.clone(),
@@ -422,7 +409,8 @@ fn base_model() -> MutexGuard<'static, WhisperModel> {
     static MODEL: OnceLock<Mutex<WhisperModel>> = OnceLock::new();
     MODEL
         .get_or_init(|| {
-            let m = WhisperModel::load(&fetched("whisper-base")).expect("load whisper-base");
+            let m =
+                WhisperModel::load(&common::fetched("whisper-base")).expect("load whisper-base");
             Mutex::new(m)
         })
         .lock()

@@ -95,18 +95,17 @@ pub async fn serve(opts: ServeOptions, started: Instant) -> anyhow::Result<()> {
     spawn_ready_marker(registry.clone(), timeline.clone());
 
     let app = crate::router(state);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
     // Graceful shutdown stops accepting at once and waits for in-flight
     // requests; the timeout bounds how long a stuck request can hold us.
-    let mut stop_rx2 = stop_rx.clone();
     tokio::select! {
         r = server => r.context("server error")?,
         _ = async {
-            let _ = stop_rx2.wait_for(|s| *s).await;
+            let _ = stop_rx.wait_for(|s| *s).await;
             tokio::time::sleep(shutdown_timeout).await;
         } => tracing::warn!("shutdown timeout reached; dropping remaining requests"),
     }
