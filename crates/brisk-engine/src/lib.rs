@@ -3,6 +3,7 @@
 
 pub mod batch;
 mod error;
+pub mod pipeline;
 mod registry;
 pub mod timeline;
 mod worker;
