@@ -10,6 +10,7 @@ pub mod embeddings;
 pub mod env;
 pub mod error;
 pub mod observe;
+pub mod pipelines;
 pub mod routes;
 pub mod serve;
 
@@ -27,6 +28,8 @@ pub struct AppState {
     pub registry: Registry,
     pub metrics: Option<PrometheusHandle>,
     pub config: Arc<config::Config>,
+    /// Validated at startup against the registry's models.
+    pub pipelines: Arc<pipelines::Pipelines>,
 }
 
 impl AppState {

@@ -51,7 +51,9 @@ pub fn build_state(config: Config, timeline: Timeline) -> anyhow::Result<AppStat
         timeline,
     )
     .context("building the model registry")?;
+    let pipelines = crate::pipelines::Pipelines::build(&config.pipelines, &registry)?;
     Ok(AppState {
+        pipelines: Arc::new(pipelines),
         registry,
         metrics: observe::prometheus(),
         config: Arc::new(config),
