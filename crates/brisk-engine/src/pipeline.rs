@@ -119,6 +119,47 @@ impl Dag {
         &self.dependents[step]
     }
 
+    /// Steps in an order where every step comes after the steps it reads
+    /// (declaration order among steps that are ready together).
+    pub fn topological_order(&self) -> Vec<usize> {
+        let mut schedule = Schedule::new(self);
+        let mut order = Vec::with_capacity(self.len());
+        loop {
+            let ready = schedule.take_ready();
+            if ready.is_empty() {
+                break;
+            }
+            for &s in &ready {
+                schedule.finish(s);
+            }
+            order.extend(ready);
+        }
+        order
+    }
+
+    /// The same steps, run one after another: each also waits for the step
+    /// before it in topological order. For measuring what concurrency wins.
+    pub fn sequential(&self) -> Dag {
+        let order = self.topological_order();
+        let mut deps = self.deps.clone();
+        for pair in order.windows(2) {
+            if !deps[pair[1]].contains(&pair[0]) {
+                deps[pair[1]].push(pair[0]);
+            }
+        }
+        let mut dependents = vec![Vec::new(); self.len()];
+        for (i, ds) in deps.iter().enumerate() {
+            for &d in ds {
+                dependents[d].push(i);
+            }
+        }
+        Dag {
+            names: self.names.clone(),
+            deps,
+            dependents,
+        }
+    }
+
     /// Depth-first search with an explicit path, so a cycle can be reported
     /// as the actual loop of steps rather than just "there is one".
     fn find_cycle(&self) -> Option<Vec<String>> {
@@ -450,6 +491,35 @@ mod tests {
         let d = dag(&[("late", &["early", "early"]), ("early", &[])]).expect("valid");
         assert_eq!(d.deps(0), &[1]);
         assert_eq!(d.dependents(1), &[0]);
+    }
+
+    #[test]
+    fn topological_and_sequential_orders() {
+        let d = dag(&[
+            ("join", &["b", "a"]),
+            ("b", &["stt"]),
+            ("stt", &[]),
+            ("a", &["stt"]),
+        ])
+        .expect("valid");
+        assert_eq!(d.topological_order(), vec![2, 1, 3, 0]);
+        let seq = d.sequential();
+        let mut s = Schedule::new(&seq);
+        let mut waves = Vec::new();
+        loop {
+            let r = s.take_ready();
+            if r.is_empty() {
+                break;
+            }
+            r.iter().for_each(|&i| s.finish(i));
+            waves.push(r);
+        }
+        assert_eq!(
+            waves,
+            vec![vec![2], vec![1], vec![3], vec![0]],
+            "one at a time"
+        );
+        assert_eq!(seq.deps(0), d.deps(0), "original inputs kept");
     }
 
     #[test]

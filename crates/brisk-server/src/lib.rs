@@ -3,6 +3,7 @@
 
 pub mod audio;
 pub mod bench;
+pub mod bench_pipeline;
 pub mod chat;
 pub mod config;
 mod decode;

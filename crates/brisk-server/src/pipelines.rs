@@ -381,6 +381,16 @@ impl Pipeline {
         })
     }
 
+    /// The same steps run one after another (for `brisk bench pipeline`).
+    pub fn one_by_one(&self) -> Pipeline {
+        Pipeline {
+            name: self.name.clone(),
+            description: self.description.clone(),
+            dag: self.dag.sequential(),
+            steps: self.steps.clone(),
+        }
+    }
+
     /// The summary `GET /v1/pipelines` shows.
     fn describe(&self, registry: &Registry) -> Value {
         let steps: Vec<Value> = self
