@@ -560,11 +560,9 @@ mod tests {
         assert!(!s.is_complete());
     }
 
-    fn sleep_step(ms: u64, out: &'static str) -> impl Future<Output = Result<String, String>> {
-        async move {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-            Ok(out.to_string())
-        }
+    async fn sleep_step(ms: u64, out: &'static str) -> Result<String, String> {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok(out.to_string())
     }
 
     #[tokio::test]
