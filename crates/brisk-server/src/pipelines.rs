@@ -257,7 +257,10 @@ impl Pipeline {
                     pipeline: name.to_string(),
                     step: s.name.clone(),
                     model: s.model.clone(),
-                    known: registry.model_names().join(", "),
+                    known: match registry.model_names() {
+                        names if names.is_empty() => "none".into(),
+                        names => names.join(", "),
+                    },
                 })?;
             tasks.insert(s.name.as_str(), task);
         }

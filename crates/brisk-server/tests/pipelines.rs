@@ -36,6 +36,8 @@ options = { task = "generation", token_ms = 30 }
 [models.slow-llm]
 backend = "sim"
 source = "slow-llm"
+max_queue = 1
+policy = "preload"
 options = { task = "generation", token_ms = 200 }
 [models.after-llm]
 backend = "sim"
@@ -189,6 +191,8 @@ async fn json_request_and_listing() {
 #[tokio::test]
 async fn failing_step_names_itself_cancels_dependents_and_drops_siblings() {
     let s = state(SIM);
+    // Loaded up front, so `slow` is generating when `vec` fails.
+    s.registry.wait_ready().await;
     let t0 = Instant::now();
     // tiny-emb accepts 2 tokens; the 4-word transcript fails with 400.
     let (st, text) = post_audio(&s, "/v1/pipelines/failing", &[]).await;
@@ -204,6 +208,17 @@ async fn failing_step_names_itself_cancels_dependents_and_drops_siblings() {
     );
     // The sibling branch (4 words × 200 ms) was dropped, not awaited.
     assert!(took < Duration::from_millis(600), "waited {took:?}");
+    // ...and its generation stopped at the next token: with one queue
+    // slot, a direct call 300 ms later is admitted, while the dropped
+    // generation would hold the slot for 800 ms had it run on.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (st, text) = common::post_json(
+        &s,
+        "/v1/chat/completions",
+        &json!({"model": "slow-llm", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "sibling still generating: {text}");
     // The dependent never ran: its model was never even loaded.
     let (_, _, m) = common::send(&s, "GET", "/v1/models/after-llm", "", vec![]).await;
     assert_eq!(parse(&m)["brisk"]["loads"], 0, "{m}");
