@@ -583,7 +583,7 @@ mod tests {
                     .filter_map(|&i| outs[i].as_deref().cloned())
                     .collect();
                 async move {
-                    tokio::time::sleep(Duration::from_millis(60)).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     Ok::<_, String>(format!("{step}({})", joined.join(",")))
                 }
             },
@@ -601,8 +601,8 @@ mod tests {
             "branches ran one after the other: {a:?} {b:?}"
         );
         assert!(a.start >= results[0].timing.end && results[3].timing.start >= b.end);
-        // Three levels of 60 ms, not four steps of 60 ms.
-        assert!(wall < Duration::from_millis(230), "took {wall:?}");
+        // Three levels of 100 ms, not four steps of 100 ms.
+        assert!(wall < Duration::from_millis(380), "took {wall:?}");
     }
 
     #[tokio::test]

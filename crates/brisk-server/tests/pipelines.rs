@@ -13,7 +13,7 @@ use brisk_server::config::Config;
 use brisk_server::{build_state, AppState};
 use serde_json::{json, Value};
 
-/// stt (40 ms) → {vec: 150 ms embedding, reply: 5 words × 30 ms} → after.
+/// voice: stt (40 ms) → {vec: 150 ms embedding, reply: 6 words × 50 ms}.
 const SIM: &str = r#"
 [server]
 discover = false
@@ -32,7 +32,7 @@ options = { max_tokens = 2 }
 [models.llm]
 backend = "sim"
 source = "llm"
-options = { task = "generation", token_ms = 30 }
+options = { task = "generation", token_ms = 50 }
 [models.slow-llm]
 backend = "sim"
 source = "slow-llm"
@@ -148,7 +148,7 @@ async fn branches_run_concurrently_and_outputs_flow_between_steps() {
     let total = v["timings"]["total_ms"].as_f64().expect("total");
     let sum = v["timings"]["steps_sum_ms"].as_f64().expect("sum");
     assert!(
-        total < sum - 100.0,
+        total < sum - 60.0,
         "total {total} ms not below the sequential {sum} ms"
     );
     // Steps run through the registry like direct calls (lazy loads).
@@ -209,9 +209,9 @@ async fn failing_step_names_itself_cancels_dependents_and_drops_siblings() {
     // The sibling branch (4 words × 200 ms) was dropped, not awaited.
     assert!(took < Duration::from_millis(600), "waited {took:?}");
     // ...and its generation stopped at the next token: with one queue
-    // slot, a direct call 300 ms later is admitted, while the dropped
+    // slot, a direct call 450 ms later is admitted, while the dropped
     // generation would hold the slot for 800 ms had it run on.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(450)).await;
     let (st, text) = common::post_json(
         &s,
         "/v1/chat/completions",
@@ -265,7 +265,7 @@ async fn stream_sends_each_step_when_done_then_a_final_event() {
     let names: Vec<&str> = events.iter().map(|(e, _)| e.as_str()).collect();
     assert_eq!(names, ["step", "step", "step", "done"], "{text}");
     // In finishing order: stt first, the 150 ms embedding before the
-    // ~300 ms reply.
+    // ~300 ms reply (margin for a loaded machine).
     let steps: Vec<&str> = events[..3]
         .iter()
         .map(|(_, d)| d["step"].as_str().expect("step"))
