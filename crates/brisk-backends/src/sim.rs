@@ -12,6 +12,8 @@
 //! - `task`: `embeddings` (default) or `generation`; a generating sim echoes
 //!   the words of the last message, one word per token, `token_ms` apart,
 //!   and stops after them (or at `max_tokens`, or a stop string).
+//!   `transcription`: a transcribing sim answers every clip with `text`
+//!   (default `simulated speech`) and the clip's duration at 16 kHz.
 //!
 //! An input text equal to `__panic__` makes inference panic, to exercise the
 //! engine's panic recovery.
@@ -72,8 +74,9 @@ impl SimLoader {
         match source.options.get("task").map(String::as_str) {
             None | Some("embeddings") => Ok(Task::Embeddings),
             Some("generation") => Ok(Task::Generation),
+            Some("transcription") => Ok(Task::Transcription),
             Some(other) => Err(BackendError::InvalidModel(format!(
-                "sim task must be embeddings or generation, got {other}"
+                "sim task must be embeddings, generation or transcription, got {other}"
             ))),
         }
     }
@@ -111,6 +114,7 @@ impl SimLoader {
             memory_bytes: opt(source, "memory_bytes", 1 << 20)?,
             infer: Duration::from_millis(opt(source, "infer_ms", 0)?),
             dim: opt(source, "dim", 8)?,
+            text: opt(source, "text", "simulated speech".to_string())?,
             counter: Arc::new(WordCounter {
                 max: opt(source, "max_tokens", 512)?,
             }),
@@ -142,6 +146,8 @@ struct SimBackend {
     memory_bytes: u64,
     infer: Duration,
     dim: usize,
+    /// What a transcribing sim hears.
+    text: String,
     counter: Arc<WordCounter>,
 }
 
@@ -254,6 +260,20 @@ impl Backend for SimBackend {
                 }
                 Request::Generate(g) if self.task == Task::Generation => {
                     Ok(Response::Generate(self.generate(g)))
+                }
+                Request::Transcribe(t) if self.task == Task::Transcription => {
+                    let duration = t.audio.len() as f64 / 16_000.0;
+                    Ok(Response::Transcribe(brisk_core::Transcript {
+                        text: self.text.clone(),
+                        language: Some(t.language.unwrap_or_else(|| "en".into())),
+                        duration,
+                        segments: vec![brisk_core::Segment {
+                            id: 0,
+                            start: 0.0,
+                            end: duration,
+                            text: self.text.clone(),
+                        }],
+                    }))
                 }
                 other => Err(BackendError::Unsupported(format!("{}", other.task()))),
             })

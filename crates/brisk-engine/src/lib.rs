@@ -4,6 +4,7 @@
 pub mod batch;
 pub mod cache;
 mod error;
+pub mod pipeline;
 mod registry;
 pub mod timeline;
 mod worker;

@@ -231,7 +231,7 @@ fn finish(r: FinishReason) -> &'static str {
 
 /// Sets a flag when dropped: a non-streaming handler dropped by a client
 /// that went away stops its generation at the next token.
-struct CancelOnDrop(Arc<AtomicBool>);
+pub(crate) struct CancelOnDrop(pub(crate) Arc<AtomicBool>);
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {

@@ -35,6 +35,8 @@ pub struct Config {
     /// Settings every model starts from; a model's own table overrides them.
     pub defaults: ModelDefaults,
     pub models: BTreeMap<String, ModelConfig>,
+    /// Named graphs of model steps, served at `/v1/pipelines/{name}`.
+    pub pipelines: BTreeMap<String, crate::pipelines::PipelineConfig>,
     pub cache: CacheConfig,
 }
 

@@ -23,6 +23,9 @@ pub enum AppError {
     NotFound(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// A pipeline step failed; status and code are the step's own error's.
+    #[error("pipeline step '{step}' failed: {source}")]
+    Step { step: String, source: Box<AppError> },
 }
 
 impl AppError {
@@ -39,6 +42,7 @@ impl AppError {
         const INVALID: &str = "invalid_request_error";
         const SERVER: &str = "server_error";
         match self {
+            AppError::Step { source, .. } => source.parts(),
             AppError::BadRequest { .. } => (StatusCode::BAD_REQUEST, INVALID, "invalid_request"),
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, INVALID, "not_found"),
             AppError::PayloadTooLarge(_) => {
@@ -93,31 +97,58 @@ struct ErrorDetail<'a> {
     r#type: &'a str,
     param: Option<&'a str>,
     code: &'a str,
+    /// The pipeline step that failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    step: Option<&'a str>,
 }
 
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        let (status, kind, code) = self.parts();
-        if status.is_server_error() {
-            tracing::warn!(error = %self, status = status.as_u16(), "request failed");
+impl AppError {
+    /// The innermost error: a failed pipeline step's own error.
+    fn root(&self) -> &AppError {
+        match self {
+            AppError::Step { source, .. } => source.root(),
+            other => other,
         }
-        let param = match &self {
+    }
+
+    fn body(&self) -> ErrorBody<'_> {
+        let (_, kind, code) = self.parts();
+        let param = match self.root() {
             AppError::BadRequest { param, .. } => *param,
             _ => None,
         };
-        let retry_after = match &self {
-            AppError::Engine(e) => e.retry_after(),
+        let step = match self {
+            AppError::Step { step, .. } => Some(step.as_str()),
             _ => None,
         };
-        let body = ErrorBody {
+        ErrorBody {
             error: ErrorDetail {
                 message: self.to_string(),
                 r#type: kind,
                 param,
                 code,
+                step,
             },
+        }
+    }
+
+    /// The error body as JSON, for errors sent inside an event stream.
+    pub fn error_object(&self) -> serde_json::Value {
+        serde_json::to_value(self.body()).unwrap_or_default()
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, _, _) = self.parts();
+        if status.is_server_error() {
+            tracing::warn!(error = %self, status = status.as_u16(), "request failed");
+        }
+        let retry_after = match self.root() {
+            AppError::Engine(e) => e.retry_after(),
+            _ => None,
         };
-        let mut resp = (status, axum::Json(body)).into_response();
+        let mut resp = (status, axum::Json(self.body())).into_response();
         if let Some(after) = retry_after {
             let secs = after.as_secs_f64().ceil().max(1.0) as u64;
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {

@@ -3,6 +3,7 @@
 
 pub mod audio;
 pub mod bench;
+pub mod bench_pipeline;
 pub mod cache;
 pub mod chat;
 pub mod config;
@@ -11,6 +12,7 @@ pub mod embeddings;
 pub mod env;
 pub mod error;
 pub mod observe;
+pub mod pipelines;
 pub mod routes;
 pub mod serve;
 
@@ -28,6 +30,8 @@ pub struct AppState {
     pub registry: Registry,
     pub metrics: Option<PrometheusHandle>,
     pub config: Arc<config::Config>,
+    /// Validated at startup against the registry's models.
+    pub pipelines: Arc<pipelines::Pipelines>,
 }
 
 impl AppState {

@@ -88,6 +88,30 @@ enum Bench {
         #[arg(long)]
         pid: Option<u32>,
     },
+    /// A pipeline's latency against its steps run one after another, in
+    /// process on the configured models (first, cold run reported apart).
+    Pipeline {
+        #[arg(long, env = env::CONFIG)]
+        config: Option<PathBuf>,
+        #[arg(long, env = env::MODELS_DIR)]
+        models_dir: Option<PathBuf>,
+        #[arg(long, default_value = "voice-note")]
+        pipeline: String,
+        /// Request text field NAME=VALUE (repeatable).
+        #[arg(long = "field", value_parser = key_value)]
+        fields: Vec<(String, String)>,
+        /// Uploaded file NAME=PATH (repeatable), e.g. file=models/testdata/beckett.wav.
+        #[arg(long = "file", value_parser = key_value)]
+        files: Vec<(String, String)>,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
+}
+
+fn key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected NAME=VALUE, got '{s}'"))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -178,6 +202,32 @@ fn main() -> anyhow::Result<()> {
             })?;
             println!("{}", serde_json::to_string_pretty(&summary)?);
             Ok(())
+        }
+        Command::Bench {
+            bench:
+                Bench::Pipeline {
+                    config,
+                    models_dir,
+                    pipeline,
+                    fields,
+                    files,
+                    runs,
+                },
+        } => {
+            let summary = brisk_server::bench_pipeline::run(
+                &brisk_server::bench_pipeline::PipelineBenchOptions {
+                    config,
+                    models_dir,
+                    pipeline,
+                    fields,
+                    files: files
+                        .into_iter()
+                        .map(|(k, p)| (k, PathBuf::from(p)))
+                        .collect(),
+                    runs,
+                },
+            )?;
+            brisk_server::bench_pipeline::report(&summary)
         }
     }
 }

@@ -55,7 +55,9 @@ pub fn build_state(config: Config, timeline: Timeline) -> anyhow::Result<AppStat
         let cache = brisk_engine::ResultCache::new(settings).context("opening the result cache")?;
         registry.set_cache(Arc::new(cache));
     }
+    let pipelines = crate::pipelines::Pipelines::build(&config.pipelines, &registry)?;
     Ok(AppState {
+        pipelines: Arc::new(pipelines),
         registry,
         metrics: observe::prometheus(),
         config: Arc::new(config),

@@ -1,0 +1,1030 @@
+//! Pipelines: `[pipelines.NAME]` tables declare a graph of model steps, and
+//! `POST /v1/pipelines/{name}` runs it with one request. Steps whose inputs
+//! are ready run at the same time (the tutor flow of seed 002: speech to
+//! text, then several models on the transcript in parallel).
+//!
+//! ```toml
+//! [pipelines.voice-note]
+//! [[pipelines.voice-note.steps]]
+//! name = "transcript"
+//! model = "whisper-tiny-en"
+//! input = "request.audio"           # field selection
+//! [[pipelines.voice-note.steps]]
+//! name = "reply"
+//! model = "smollm2-135m-instruct"
+//! prompt = "Answer briefly: {{ transcript.text }}"   # template
+//! options = { max_tokens = 32 }
+//! ```
+//!
+//! A step reads the request (`request.FIELD`) and the outputs of earlier
+//! steps (`STEP.FIELD`), either by field selection (`input`) or through a
+//! minijinja template (`prompt`, `system`); the steps it names are its
+//! inputs in the graph. Each step goes through the registry exactly like a
+//! direct call (lazy load, admission, batching, and whatever the registry
+//! adds to its `infer` path), so a pipeline is no faster per step, only
+//! faster overall by overlapping independent branches.
+
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{FromRequest, Multipart, Path, State};
+use axum::http::header;
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use brisk_core::Response as TaskResponse;
+use brisk_core::{
+    ChatMessage, GenerateParams, GenerateRequest, Prompt, Request, Task, TokenSink,
+    TranscribeRequest,
+};
+use brisk_engine::pipeline::{self as dag, Dag, DagError, StepFailure, StepResult, StepTiming};
+use brisk_engine::{CacheMode, EngineError, Registry};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use tokio::sync::mpsc;
+
+use crate::chat::CancelOnDrop;
+use crate::error::AppError;
+use crate::AppState;
+
+/// One `[pipelines.NAME]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    #[serde(default)]
+    pub description: Option<String>,
+    /// When a step's model is not served (e.g. not fetched), skip this
+    /// pipeline with a warning instead of refusing to start. Meant for
+    /// shipped examples; a user's own pipeline should fail loudly.
+    #[serde(default)]
+    pub optional: bool,
+    pub steps: Vec<StepConfig>,
+}
+
+/// One `[[pipelines.NAME.steps]]` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepConfig {
+    pub name: String,
+    /// A served model; the step's task is the model's task.
+    pub model: String,
+    /// Field selection: `request.FIELD` or `STEP.FIELD[.FIELD...]`.
+    pub input: Option<String>,
+    /// Template for the text: the user message of a generation step, the
+    /// text of an embedding step.
+    pub prompt: Option<String>,
+    /// Template for the system message of a generation step.
+    pub system: Option<String>,
+    /// Task options: generation `max_tokens`, `temperature`, `top_p`,
+    /// `top_k`, `seed`, `stop`; embeddings `truncate`; transcription
+    /// `language`, `prompt`, `temperature`, `translate`.
+    #[serde(default)]
+    pub options: toml::Table,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GenerationOptions {
+    max_tokens: Option<usize>,
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    top_k: Option<usize>,
+    seed: Option<u64>,
+    #[serde(default)]
+    stop: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmbeddingOptions {
+    #[serde(default)]
+    truncate: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TranscriptionOptions {
+    language: Option<String>,
+    prompt: Option<String>,
+    #[serde(default)]
+    temperature: f32,
+    #[serde(default)]
+    translate: bool,
+}
+
+/// A pipeline that cannot be served, with the pipeline and step named.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("pipeline '{pipeline}', step '{step}': model '{model}' is not served (known models: {known})")]
+    UnknownModel {
+        pipeline: String,
+        step: String,
+        model: String,
+        known: String,
+    },
+    #[error("pipeline '{pipeline}', step '{step}': {reason}")]
+    Step {
+        pipeline: String,
+        step: String,
+        reason: String,
+    },
+    #[error("pipeline '{pipeline}': {source}")]
+    Graph { pipeline: String, source: DagError },
+}
+
+/// Where a step's text or audio comes from.
+#[derive(Debug, Clone)]
+enum Source {
+    /// `root.path...`: `root` is `request` or a step.
+    Select { root: String, path: Vec<String> },
+    /// A minijinja template over `request` and the steps it names.
+    Template(String),
+}
+
+#[derive(Debug, Clone)]
+enum Kind {
+    /// Reads the audio from this request field.
+    Transcribe {
+        field: String,
+        options: TranscriptionOptions,
+    },
+    Embed(EmbeddingOptions),
+    Generate {
+        params: GenerateParams,
+        system: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Step {
+    name: String,
+    model: String,
+    source: Source,
+    kind: Kind,
+}
+
+/// A validated pipeline, ready to run.
+#[derive(Debug)]
+pub struct Pipeline {
+    pub name: String,
+    pub description: Option<String>,
+    dag: Dag,
+    steps: Vec<Step>,
+}
+
+/// Every servable pipeline, built once at startup.
+#[derive(Debug, Default)]
+pub struct Pipelines {
+    map: BTreeMap<String, Arc<Pipeline>>,
+}
+
+/// Output fields of each task, for checking selections at startup.
+fn output_fields(task: Task) -> &'static [&'static str] {
+    match task {
+        Task::Transcription => &["text", "language", "duration", "segments"],
+        Task::Embeddings => &["embeddings", "dimensions", "prompt_tokens"],
+        Task::Generation => &["text", "finish_reason", "usage"],
+    }
+}
+
+/// Templates fail on undefined values: a typo in a field name is an error
+/// naming the step, not a silently empty prompt.
+fn environment() -> minijinja::Environment<'static> {
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env
+}
+
+impl Pipelines {
+    /// Validates the configured pipelines against the models the registry
+    /// serves. An optional pipeline whose models are missing is skipped
+    /// with a warning; every other problem is an error naming the step.
+    pub fn build(
+        configs: &BTreeMap<String, PipelineConfig>,
+        registry: &Registry,
+    ) -> Result<Self, PipelineError> {
+        let mut map = BTreeMap::new();
+        for (name, config) in configs {
+            match Pipeline::build(name, config, registry) {
+                Ok(p) => {
+                    map.insert(name.clone(), Arc::new(p));
+                }
+                Err(e @ PipelineError::UnknownModel { .. }) if config.optional => {
+                    tracing::warn!(pipeline = %name, reason = %e, "optional pipeline skipped");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Self { map })
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Pipeline>> {
+        self.map.get(name).cloned()
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.map.keys().cloned().collect()
+    }
+}
+
+impl Pipeline {
+    fn build(
+        name: &str,
+        config: &PipelineConfig,
+        registry: &Registry,
+    ) -> Result<Self, PipelineError> {
+        let step_err = |step: &str, reason: String| PipelineError::Step {
+            pipeline: name.to_string(),
+            step: step.to_string(),
+            reason,
+        };
+        // Tasks first: reading a step's fields needs the task of that step.
+        let mut tasks = HashMap::new();
+        for s in &config.steps {
+            if s.name.is_empty() || s.name == "request" || !is_identifier(&s.name) {
+                return Err(step_err(
+                    &s.name,
+                    "step names must be identifiers (letters, digits, _) other than 'request', so templates can read them".into(),
+                ));
+            }
+            let task = registry
+                .task_of(&s.model)
+                .map_err(|_| PipelineError::UnknownModel {
+                    pipeline: name.to_string(),
+                    step: s.name.clone(),
+                    model: s.model.clone(),
+                    known: match registry.model_names() {
+                        names if names.is_empty() => "none".into(),
+                        names => names.join(", "),
+                    },
+                })?;
+            tasks.insert(s.name.as_str(), task);
+        }
+        let env = environment();
+        let mut steps = Vec::new();
+        let mut graph = Vec::new();
+        for s in &config.steps {
+            let err = |reason: String| step_err(&s.name, reason);
+            let task = tasks[s.name.as_str()];
+            // (root, field) pairs the step reads, for the graph and checks.
+            let mut reads: Vec<(String, Option<String>)> = Vec::new();
+            let source = match (&s.input, &s.prompt) {
+                (Some(sel), None) => {
+                    let mut parts = sel.split('.').map(str::to_string);
+                    let root = parts.next().unwrap_or_default();
+                    let path: Vec<String> = parts.collect();
+                    if root.is_empty() || path.is_empty() || path.iter().any(String::is_empty) {
+                        return Err(err(format!(
+                            "input '{sel}' must be request.FIELD or STEP.FIELD"
+                        )));
+                    }
+                    reads.push((root.clone(), path.first().cloned()));
+                    Source::Select { root, path }
+                }
+                (None, Some(t)) => {
+                    reads.extend(template_reads(&env, t).map_err(|e| err(format!("prompt: {e}")))?);
+                    Source::Template(t.clone())
+                }
+                (Some(_), Some(_)) => {
+                    return Err(err("set either 'input' or 'prompt', not both".into()))
+                }
+                (None, None) => return Err(err("set 'input' or 'prompt'".into())),
+            };
+            if let Some(sys) = &s.system {
+                reads.extend(template_reads(&env, sys).map_err(|e| err(format!("system: {e}")))?);
+            }
+            let options = toml::Value::Table(s.options.clone());
+            let bad_options =
+                |e: toml::de::Error| err(format!("options for {task}: {}", e.message()));
+            let kind = match task {
+                Task::Transcription => {
+                    let field = match &source {
+                        Source::Select { root, path } if root == "request" && path.len() == 1 => {
+                            path[0].clone()
+                        }
+                        _ => {
+                            return Err(err(
+                                "a transcription step reads audio from the request: input = \"request.FIELD\"".into(),
+                            ))
+                        }
+                    };
+                    if s.system.is_some() {
+                        return Err(err("'system' is only for generation steps".into()));
+                    }
+                    Kind::Transcribe {
+                        field,
+                        options: options.try_into().map_err(bad_options)?,
+                    }
+                }
+                Task::Embeddings => {
+                    if s.system.is_some() {
+                        return Err(err("'system' is only for generation steps".into()));
+                    }
+                    Kind::Embed(options.try_into().map_err(bad_options)?)
+                }
+                Task::Generation => {
+                    let o: GenerationOptions = options.try_into().map_err(bad_options)?;
+                    let params = GenerateParams {
+                        max_tokens: o.max_tokens.unwrap_or(256),
+                        temperature: o.temperature.unwrap_or(0.0),
+                        top_p: o.top_p,
+                        top_k: o.top_k,
+                        seed: o.seed,
+                        stop: o.stop,
+                    };
+                    if params.max_tokens == 0 || !(0.0..=2.0).contains(&params.temperature) {
+                        return Err(err(
+                            "max_tokens must be at least 1 and temperature in [0, 2]".into(),
+                        ));
+                    }
+                    Kind::Generate {
+                        params,
+                        system: s.system.clone(),
+                    }
+                }
+            };
+            let mut inputs = Vec::new();
+            for (root, field) in reads {
+                if root == "request" {
+                    continue;
+                }
+                // A root that is no step is reported by the graph, which
+                // lists the steps; a known step's field is checked here.
+                if let (Some(&t), Some(f)) = (tasks.get(root.as_str()), &field) {
+                    if !output_fields(t).contains(&f.as_str()) {
+                        return Err(err(format!(
+                            "reads '{root}.{f}', but a {t} step outputs {}",
+                            output_fields(t).join(", ")
+                        )));
+                    }
+                }
+                inputs.push(root);
+            }
+            graph.push((s.name.clone(), inputs));
+            steps.push(Step {
+                name: s.name.clone(),
+                model: s.model.clone(),
+                source,
+                kind,
+            });
+        }
+        let dag = Dag::new(graph).map_err(|source| PipelineError::Graph {
+            pipeline: name.to_string(),
+            source,
+        })?;
+        Ok(Self {
+            name: name.to_string(),
+            description: config.description.clone(),
+            dag,
+            steps,
+        })
+    }
+
+    /// The same steps run one after another (for `brisk bench pipeline`).
+    pub fn one_by_one(&self) -> Pipeline {
+        Pipeline {
+            name: self.name.clone(),
+            description: self.description.clone(),
+            dag: self.dag.sequential(),
+            steps: self.steps.clone(),
+        }
+    }
+
+    /// The summary `GET /v1/pipelines` shows.
+    fn describe(&self, registry: &Registry) -> Value {
+        let steps: Vec<Value> = self
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                json!({
+                    "name": s.name,
+                    "model": s.model,
+                    "task": registry.task_of(&s.model).ok(),
+                    "inputs": self.dag.deps(i).iter().map(|&d| self.dag.name(d)).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        json!({
+            "id": self.name,
+            "object": "pipeline",
+            "description": self.description,
+            "steps": steps,
+        })
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+}
+
+/// The `(variable, first attribute)` pairs a template reads, e.g.
+/// `{{ transcript.text }}` reads `("transcript", Some("text"))`. Globals
+/// such as `range` are not inputs.
+fn template_reads(
+    env: &minijinja::Environment<'static>,
+    source: &str,
+) -> Result<Vec<(String, Option<String>)>, String> {
+    let t = env.template_from_str(source).map_err(|e| e.to_string())?;
+    let globals: Vec<&str> = env.globals().map(|(n, _)| n).collect();
+    let mut reads: Vec<(String, Option<String>)> = t
+        .undeclared_variables(true)
+        .into_iter()
+        .filter_map(|v| {
+            let mut parts = v.splitn(3, '.');
+            let root = parts.next()?.to_string();
+            (!globals.contains(&root.as_str())).then(|| (root, parts.next().map(str::to_string)))
+        })
+        .collect();
+    reads.sort();
+    Ok(reads)
+}
+
+/// What the client sent: JSON fields (or multipart text fields) and, for
+/// multipart, uploaded files.
+#[derive(Debug, Default)]
+pub struct PipelineInput {
+    pub fields: Map<String, Value>,
+    pub files: HashMap<String, Vec<u8>>,
+}
+
+impl PipelineInput {
+    /// The bytes of an audio field: an uploaded file, or base64 in JSON.
+    fn audio(&self, field: &str) -> Result<Vec<u8>, AppError> {
+        if let Some(bytes) = self.files.get(field) {
+            return Ok(bytes.clone());
+        }
+        match self.fields.get(field) {
+            Some(Value::String(b64)) => base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .map_err(|e| AppError::BadRequest {
+                    message: format!("request field '{field}' is not valid base64 audio: {e}"),
+                    param: None,
+                }),
+            _ => Err(AppError::BadRequest {
+                message: format!(
+                    "the request has no audio in '{field}': upload it as a multipart file field '{field}', or send it base64-encoded in JSON"
+                ),
+                param: None,
+            }),
+        }
+    }
+}
+
+fn json_to_jinja(v: &Value) -> minijinja::Value {
+    match v {
+        Value::Null => minijinja::Value::from(()),
+        Value::Bool(b) => minijinja::Value::from(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => minijinja::Value::from(i),
+            (None, Some(f)) => minijinja::Value::from(f),
+            _ => minijinja::Value::from(n.to_string()),
+        },
+        Value::String(s) => minijinja::Value::from(s.as_str()),
+        Value::Array(a) => minijinja::Value::from(a.iter().map(json_to_jinja).collect::<Vec<_>>()),
+        Value::Object(o) => minijinja::Value::from(
+            o.iter()
+                .map(|(k, v)| (k.clone(), json_to_jinja(v)))
+                .collect::<BTreeMap<String, minijinja::Value>>(),
+        ),
+    }
+}
+
+fn bad_input(message: String) -> AppError {
+    AppError::BadRequest {
+        message,
+        param: None,
+    }
+}
+
+/// What a step can read: the request and the outputs of its inputs.
+struct StepContext {
+    request: Arc<PipelineInput>,
+    outputs: BTreeMap<String, Arc<Value>>,
+}
+
+impl StepContext {
+    /// `root.path...`, where a numeric part indexes a list.
+    fn select(&self, root: &str, path: &[String]) -> Result<Value, AppError> {
+        let request;
+        let mut v: &Value = if root == "request" {
+            request = Value::Object(self.request.fields.clone());
+            &request
+        } else {
+            self.outputs
+                .get(root)
+                .map(|v| v.as_ref())
+                .ok_or_else(|| bad_input(format!("step '{root}' has no output")))?
+        };
+        for p in path {
+            v = match v {
+                Value::Array(a) => p.parse::<usize>().ok().and_then(|i| a.get(i)),
+                other => other.get(p.as_str()),
+            }
+            .ok_or_else(|| bad_input(format!("{root}.{} does not exist", path.join("."))))?;
+        }
+        Ok(v.clone())
+    }
+
+    fn render(&self, template: &str) -> Result<String, AppError> {
+        let mut ctx: BTreeMap<String, minijinja::Value> = self
+            .outputs
+            .iter()
+            .map(|(k, v)| (k.clone(), json_to_jinja(v)))
+            .collect();
+        ctx.insert(
+            "request".into(),
+            json_to_jinja(&Value::Object(self.request.fields.clone())),
+        );
+        environment()
+            .render_str(template, ctx)
+            .map_err(|e| bad_input(format!("template: {e}")))
+    }
+
+    /// The step's text: a selected string, or the rendered template.
+    fn text(&self, source: &Source) -> Result<String, AppError> {
+        match source {
+            Source::Template(t) => self.render(t),
+            Source::Select { root, path } => match self.select(root, path)? {
+                Value::String(s) => Ok(s),
+                other => Err(bad_input(format!(
+                    "{root}.{} is not text: {other}",
+                    path.join(".")
+                ))),
+            },
+        }
+    }
+}
+
+/// Runs one step through the registry and shapes its output as JSON.
+async fn run_step(state: AppState, step: Step, ctx: StepContext) -> Result<Value, AppError> {
+    let reply = match &step.kind {
+        Kind::Transcribe { field, options: o } => {
+            let bytes = ctx.request.audio(field)?;
+            let max_seconds = state.config.server.max_audio_seconds;
+            let audio = tokio::task::spawn_blocking(move || {
+                crate::decode::decode_audio(&bytes, max_seconds)
+            })
+            .await
+            .map_err(|e| {
+                AppError::Engine(EngineError::Backend(brisk_core::BackendError::Inference(
+                    e.to_string(),
+                )))
+            })??;
+            let req = Request::Transcribe(TranscribeRequest {
+                audio,
+                language: o.language.clone(),
+                prompt: o.prompt.clone(),
+                temperature: o.temperature,
+                translate: o.translate,
+            });
+            state
+                .registry
+                .infer_with(&step.model, req, CacheMode::Use)
+                .await?
+        }
+        Kind::Embed(o) => {
+            let texts = match &step.source {
+                Source::Template(t) => vec![ctx.render(t)?],
+                Source::Select { root, path } => match ctx.select(root, path)? {
+                    Value::String(s) => vec![s],
+                    Value::Array(items) => items
+                        .into_iter()
+                        .map(|v| match v {
+                            Value::String(s) => Ok(s),
+                            other => Err(bad_input(format!("cannot embed {other}"))),
+                        })
+                        .collect::<Result<_, _>>()?,
+                    other => return Err(bad_input(format!("cannot embed {other}"))),
+                },
+            };
+            state
+                .registry
+                .infer_with(
+                    &step.model,
+                    Request::Embed {
+                        texts,
+                        truncate: o.truncate,
+                    },
+                    CacheMode::Use,
+                )
+                .await?
+        }
+        Kind::Generate { params, system } => {
+            let mut messages = Vec::new();
+            if let Some(sys) = system {
+                messages.push(ChatMessage {
+                    role: "system".into(),
+                    content: ctx.render(sys)?,
+                });
+            }
+            messages.push(ChatMessage {
+                role: "user".into(),
+                content: ctx.text(&step.source)?,
+            });
+            // An aborted branch drops this future; the guard then stops the
+            // generation at its next token instead of letting it run out.
+            let cancelled = Arc::new(AtomicBool::new(false));
+            let _guard = CancelOnDrop(cancelled.clone());
+            let sink: TokenSink = Box::new(move |_| !cancelled.load(Ordering::Relaxed));
+            let req = Request::Generate(GenerateRequest {
+                prompt: Prompt::Chat(messages),
+                params: params.clone(),
+                sink: Some(sink),
+            });
+            state
+                .registry
+                .infer_with(&step.model, req, CacheMode::Use)
+                .await?
+        }
+    };
+    let (reply, cache) = reply;
+    let mut out = match reply {
+        TaskResponse::Transcribe(t) => json!({
+            "text": t.text.trim(),
+            "language": t.language,
+            "duration": t.duration,
+            "segments": t.segments,
+        }),
+        TaskResponse::Embed {
+            vectors,
+            prompt_tokens,
+        } => json!({
+            "dimensions": vectors.first().map_or(0, Vec::len),
+            "embeddings": vectors,
+            "prompt_tokens": prompt_tokens,
+        }),
+        TaskResponse::Generate(g) => json!({
+            "text": g.text,
+            "finish_reason": match g.finish_reason {
+                brisk_core::FinishReason::Length => "length",
+                _ => "stop",
+            },
+            "usage": {
+                "prompt_tokens": g.prompt_tokens,
+                "completion_tokens": g.completion_tokens,
+                "total_tokens": g.prompt_tokens + g.completion_tokens,
+            },
+        }),
+    };
+    // Which steps the result cache answered (a repeated clip, say).
+    out["cache"] = json!(cache.as_str());
+    Ok(out)
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn timing_json(model: &str, t: &StepTiming) -> Value {
+    json!({
+        "model": model,
+        "start_ms": ms(t.start),
+        "end_ms": ms(t.end),
+        "duration_ms": ms(t.duration()),
+    })
+}
+
+/// A finished run: each step's output and timing, in step order.
+pub struct RunOutcome {
+    pub steps: Vec<(String, String, StepResult<Value>)>,
+    pub total: std::time::Duration,
+}
+
+impl RunOutcome {
+    fn to_json(&self, pipeline: &str) -> Value {
+        let outputs: Map<String, Value> = self
+            .steps
+            .iter()
+            .map(|(name, _, r)| (name.clone(), (*r.output).clone()))
+            .collect();
+        json!({
+            "object": "pipeline.run",
+            "pipeline": pipeline,
+            "outputs": outputs,
+            "timings": self.timings_json(),
+        })
+    }
+
+    fn timings_json(&self) -> Value {
+        let steps: Map<String, Value> = self
+            .steps
+            .iter()
+            .map(|(name, model, r)| (name.clone(), timing_json(model, &r.timing)))
+            .collect();
+        let sum: f64 = self
+            .steps
+            .iter()
+            .map(|(_, _, r)| ms(r.timing.duration()))
+            .sum();
+        json!({
+            "total_ms": ms(self.total),
+            // What the steps would take one after another: total_ms below
+            // this is the time won by running branches concurrently.
+            "steps_sum_ms": sum,
+            "steps": steps,
+        })
+    }
+}
+
+/// Runs a pipeline; `on_step` sees each step as it finishes. The error
+/// names the failing step and carries its own status.
+pub async fn execute(
+    state: &AppState,
+    pipeline: &Arc<Pipeline>,
+    input: Arc<PipelineInput>,
+    mut on_step: impl FnMut(&str, &str, &StepResult<Value>),
+) -> Result<RunOutcome, AppError> {
+    let started = Instant::now();
+    let p = pipeline.clone();
+    let result = dag::run(
+        &pipeline.dag,
+        |i, outputs: &[Option<Arc<Value>>]| {
+            let step = p.steps[i].clone();
+            let ctx = StepContext {
+                request: input.clone(),
+                outputs: p
+                    .dag
+                    .deps(i)
+                    .iter()
+                    .filter_map(|&d| Some((p.dag.name(d).to_string(), outputs[d].clone()?)))
+                    .collect(),
+            };
+            let state = state.clone();
+            let span = tracing::info_span!("pipeline_step", pipeline = %p.name, step = %step.name, model = %step.model);
+            tracing::Instrument::instrument(run_step(state, step, ctx), span)
+        },
+        |i, r| {
+            let s = &pipeline.steps[i];
+            metrics::histogram!("brisk_pipeline_step_duration_seconds",
+                "pipeline" => pipeline.name.clone(), "step" => s.name.clone())
+            .record(r.timing.duration().as_secs_f64());
+            on_step(&s.name, &s.model, r)
+        },
+    )
+    .await;
+    let outcome = match result {
+        Ok(results) => RunOutcome {
+            steps: results
+                .into_iter()
+                .zip(&pipeline.steps)
+                .map(|(r, s)| (s.name.clone(), s.model.clone(), r))
+                .collect(),
+            total: started.elapsed(),
+        },
+        Err(StepFailure {
+            step,
+            error,
+            cancelled,
+            aborted,
+            ..
+        }) => {
+            tracing::info!(pipeline = %pipeline.name, %step, error = %error, ?cancelled, ?aborted, "pipeline step failed");
+            metrics::counter!("brisk_pipeline_runs_total", "pipeline" => pipeline.name.clone(), "outcome" => "error").increment(1);
+            return Err(AppError::Step {
+                step,
+                source: Box::new(error),
+            });
+        }
+    };
+    metrics::counter!("brisk_pipeline_runs_total", "pipeline" => pipeline.name.clone(), "outcome" => "ok").increment(1);
+    Ok(outcome)
+}
+
+/// `GET /v1/pipelines`: the pipelines this server runs.
+pub async fn list(State(state): State<AppState>) -> impl IntoResponse {
+    let data: Vec<Value> = state
+        .pipelines
+        .map
+        .values()
+        .map(|p| p.describe(&state.registry))
+        .collect();
+    axum::Json(json!({ "object": "list", "data": data }))
+}
+
+/// Reads a JSON object or a multipart form into the pipeline's input, and
+/// whether the client asked for a stream (`stream` field or query).
+async fn read_input(
+    state: &AppState,
+    req: axum::extract::Request,
+) -> Result<(PipelineInput, bool), AppError> {
+    let query_stream = req.uri().query().is_some_and(|q| {
+        q.split('&')
+            .any(|kv| kv == "stream=true" || kv == "stream=1")
+    });
+    let is_multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("multipart/form-data"));
+    let mut input = PipelineInput::default();
+    if is_multipart {
+        let mut mp = Multipart::from_request(req, state)
+            .await
+            .map_err(|e| bad_input(format!("invalid multipart body: {}", e.body_text())))?;
+        while let Some(field) = mp
+            .next_field()
+            .await
+            .map_err(crate::audio::multipart_error)?
+        {
+            let name = field.name().unwrap_or_default().to_string();
+            if field.file_name().is_some() {
+                let bytes = field.bytes().await.map_err(crate::audio::multipart_error)?;
+                input.files.insert(name, bytes.to_vec());
+            } else {
+                let text = field.text().await.map_err(crate::audio::multipart_error)?;
+                input.fields.insert(name, Value::String(text));
+            }
+        }
+    } else {
+        let crate::error::Json(body) =
+            crate::error::Json::<Value>::from_request(req, state).await?;
+        match body {
+            Value::Object(fields) => input.fields = fields,
+            _ => return Err(bad_input("the request body must be a JSON object".into())),
+        }
+    }
+    let body_stream = match input.fields.get("stream") {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s == "true" || s == "1",
+        _ => false,
+    };
+    Ok((input, query_stream || body_stream))
+}
+
+/// Aborts the run when the SSE stream is dropped (client went away).
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// `POST /v1/pipelines/{name}`: JSON, or multipart when audio is uploaded.
+pub async fn run(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    req: axum::extract::Request,
+) -> Result<Response, AppError> {
+    let pipeline = state.pipelines.get(&name).ok_or_else(|| {
+        AppError::NotFound(format!(
+            "pipeline '{name}' does not exist (served: {})",
+            state.pipelines.names().join(", ")
+        ))
+    })?;
+    let (input, stream) = read_input(&state, req).await?;
+    let input = Arc::new(input);
+    if !stream {
+        let outcome = execute(&state, &pipeline, input, |_, _, _| {}).await?;
+        return Ok(axum::Json(outcome.to_json(&pipeline.name)).into_response());
+    }
+    // One event per finished step, then `done` (or `error`, naming the
+    // step). The run is a task of its own so events leave as steps finish.
+    let (tx, rx) = mpsc::unbounded_channel::<Event>();
+    let task = tokio::spawn(async move {
+        let step_tx = tx.clone();
+        let result = execute(&state, &pipeline, input, |step, model, r| {
+            let data = json!({
+                "step": step,
+                "output": *r.output,
+                "timing": timing_json(model, &r.timing),
+            });
+            let _ = step_tx.send(Event::default().event("step").data(data.to_string()));
+        })
+        .await;
+        let last = match result {
+            Ok(o) => Event::default().event("done").data(
+                json!({ "pipeline": pipeline.name, "timings": o.timings_json() }).to_string(),
+            ),
+            Err(e) => Event::default()
+                .event("error")
+                .data(e.error_object().to_string()),
+        };
+        let _ = tx.send(last);
+    });
+    let guard = AbortOnDrop(task.abort_handle());
+    let events = futures_util::stream::unfold((rx, guard), |(mut rx, guard)| async move {
+        let ev = rx.recv().await?;
+        Some((Ok::<_, Infallible>(ev), (rx, guard)))
+    });
+    Ok(Sse::new(events.boxed()).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry() -> Registry {
+        let config = crate::config::Config::from_toml(
+            r#"
+            [server]
+            discover = false
+            [models.stt]
+            backend = "sim"
+            source = "stt"
+            options = { task = "transcription" }
+            [models.emb]
+            backend = "sim"
+            source = "emb"
+            [models.llm]
+            backend = "sim"
+            source = "llm"
+            options = { task = "generation" }
+            "#,
+        )
+        .expect("config");
+        Registry::new(
+            config.model_specs().expect("specs"),
+            Arc::new(brisk_backends::BriskLoader::new()),
+            config.engine.settings(),
+            brisk_engine::Timeline::new(Instant::now()),
+        )
+        .expect("registry")
+    }
+
+    fn build(toml_text: &str) -> Result<Pipelines, PipelineError> {
+        #[derive(Deserialize)]
+        struct T {
+            pipelines: BTreeMap<String, PipelineConfig>,
+        }
+        let t: T = toml::from_str(toml_text).expect("toml");
+        Pipelines::build(&t.pipelines, &registry())
+    }
+
+    const GOOD: &str = r#"
+        [[pipelines.p.steps]]
+        name = "transcript"
+        model = "stt"
+        input = "request.audio"
+        [[pipelines.p.steps]]
+        name = "vec"
+        model = "emb"
+        input = "transcript.text"
+        [[pipelines.p.steps]]
+        name = "reply"
+        model = "llm"
+        system = "Be brief."
+        prompt = "Reply to {{ transcript.text }} in {{ request.lang }}"
+        options = { max_tokens = 8 }
+    "#;
+
+    #[test]
+    fn inputs_come_from_selections_and_templates() {
+        let ps = build(GOOD).expect("valid");
+        let p = ps.get("p").expect("built");
+        assert_eq!(p.dag.deps(1), &[0]);
+        assert_eq!(p.dag.deps(2), &[0], "request is not a step");
+    }
+
+    fn err(toml_text: &str) -> String {
+        build(toml_text).expect_err("must fail").to_string()
+    }
+
+    #[test]
+    fn config_errors_name_the_step() {
+        let e = err(&GOOD.replace("model = \"llm\"", "model = \"gpt-9\""));
+        assert!(e.contains("step 'reply'") && e.contains("gpt-9"), "{e}");
+        let e = err(&GOOD.replace("transcript.text }}", "transcrpt.text }}"));
+        assert!(e.contains("step 'reply' reads 'transcrpt'"), "{e}");
+        let e = err(&GOOD
+            .replace("input = \"transcript.text\"", "input = \"reply.text\"")
+            .replace("{{ transcript.text }}", "{{ vec.dimensions }}"));
+        assert!(
+            e.contains("cycle") && e.contains("vec") && e.contains("reply"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("input = \"transcript.text\"", "input = \"transcript.txt\""));
+        assert!(
+            e.contains("step 'vec'") && e.contains("transcript.txt"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("max_tokens = 8", "max_tokens = 8, colour = 1"));
+        assert!(e.contains("step 'reply'") && e.contains("colour"), "{e}");
+        let e = err(&GOOD.replace("input = \"request.audio\"", "prompt = \"{{ request.x }}\""));
+        assert!(e.contains("step 'transcript'"), "{e}");
+        let e = err(&GOOD.replace("{{ request.lang }}", "{{ request.lang "));
+        assert!(e.contains("step 'reply'") && e.contains("prompt"), "{e}");
+    }
+
+    #[test]
+    fn optional_pipeline_with_missing_model_is_skipped_not_fatal() {
+        let text = format!(
+            "[pipelines.p]\noptional = true\n{}",
+            GOOD.replace("model = \"llm\"", "model = \"absent\"")
+        );
+        let ps = build(&text).expect("skipped, not an error");
+        assert!(ps.get("p").is_none());
+        // Optional does not excuse a broken graph.
+        let text = format!(
+            "[pipelines.p]\noptional = true\n{}",
+            GOOD.replace("transcript.text }}", "nothing.text }}")
+        );
+        assert!(build(&text).is_err());
+    }
+}
