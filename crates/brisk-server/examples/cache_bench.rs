@@ -73,7 +73,11 @@ fn main() -> anyhow::Result<()> {
         .stdout(Stdio::null())
         .spawn()?;
     let ready = Instant::now();
-    while http(addr, "GET", "/v2/health/ready", None).map(|r| r.0) != Ok(200) {
+    while http(addr, "GET", "/v2/health/ready", None)
+        .ok()
+        .map(|r| r.0)
+        != Some(200)
+    {
         anyhow::ensure!(ready.elapsed() < Duration::from_secs(60), "brisk not ready");
         std::thread::sleep(Duration::from_millis(50));
     }
