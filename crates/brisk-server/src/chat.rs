@@ -286,6 +286,31 @@ pub async fn chat(
 ) -> Result<Response, AppError> {
     let model = required_model(req.model)?;
     let messages = parse_messages(req.messages)?;
+    let limits = &state.config.limits;
+    if messages.len() > limits.max_messages {
+        return Err(AppError::bad(
+            format!(
+                "'messages' has {} items; at most {} are accepted",
+                messages.len(),
+                limits.max_messages
+            ),
+            "messages",
+        ));
+    }
+    if let Some((i, m)) = messages
+        .iter()
+        .enumerate()
+        .find(|(_, m)| m.content.chars().count() > limits.max_input_chars)
+    {
+        return Err(AppError::bad(
+            format!(
+                "messages[{i}] has {} characters; at most {} are accepted",
+                m.content.chars().count(),
+                limits.max_input_chars
+            ),
+            "messages",
+        ));
+    }
     run(
         state,
         model,
@@ -315,6 +340,16 @@ pub async fn completion(
             ))
         }
     };
+    if prompt.chars().count() > state.config.limits.max_input_chars {
+        return Err(AppError::bad(
+            format!(
+                "'prompt' has {} characters; at most {} are accepted",
+                prompt.chars().count(),
+                state.config.limits.max_input_chars
+            ),
+            "prompt",
+        ));
+    }
     run(
         state,
         model,
@@ -335,6 +370,15 @@ async fn run(
     mode: CacheMode,
 ) -> Result<Response, AppError> {
     let params = sampling.params()?;
+    if params.max_tokens > state.config.limits.max_tokens {
+        return Err(AppError::bad(
+            format!(
+                "max_tokens is {}; at most {} are accepted",
+                params.max_tokens, state.config.limits.max_tokens
+            ),
+            "max_tokens",
+        ));
+    }
     let id = new_id(match kind {
         Kind::Chat => "chatcmpl",
         Kind::Completion => "cmpl",

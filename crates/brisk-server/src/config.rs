@@ -38,6 +38,34 @@ pub struct Config {
     /// Named graphs of model steps, served at `/v1/pipelines/{name}`.
     pub pipelines: BTreeMap<String, crate::pipelines::PipelineConfig>,
     pub cache: CacheConfig,
+    pub auth: crate::auth::AuthConfig,
+    pub limits: LimitsConfig,
+}
+
+/// `[limits]`: what one request may ask for. Each violation is a 400 that
+/// names the limit; body and audio sizes are in `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Texts in one embeddings request.
+    pub max_inputs: usize,
+    /// Characters in one input text, prompt or chat message.
+    pub max_input_chars: usize,
+    /// Largest `max_tokens` a generation request may ask for.
+    pub max_tokens: usize,
+    /// Messages in one chat request.
+    pub max_messages: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_inputs: 2048,
+            max_input_chars: 100_000,
+            max_tokens: 4096,
+            max_messages: 512,
+        }
+    }
 }
 
 /// `[cache]`: the result cache in front of every model with `cache = true`.
@@ -123,6 +151,9 @@ pub struct ServerConfig {
     pub max_audio_bytes: usize,
     /// Longest audio accepted, in seconds (checked while decoding).
     pub max_audio_seconds: f64,
+    /// Browser origins allowed by CORS (exact, e.g. `https://app.example`).
+    /// Empty: no CORS headers at all, so browsers refuse cross-origin calls.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -137,6 +168,7 @@ impl Default for ServerConfig {
             inference_threads: 0,
             max_audio_bytes: 100 * 1024 * 1024,
             max_audio_seconds: 3.0 * 3600.0,
+            cors_origins: Vec::new(),
         }
     }
 }

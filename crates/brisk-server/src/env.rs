@@ -16,3 +16,7 @@ pub const LOG_FORMAT: &str = "BRISK_LOG_FORMAT";
 pub const RAYON_NUM_THREADS: &str = "RAYON_NUM_THREADS";
 /// Root of a local Hugging Face cache, used to resolve `hf://` sources.
 pub const HF_HOME: &str = "HF_HOME";
+/// Client API keys, comma-separated (added to `auth.api_keys`).
+pub const API_KEYS: &str = "BRISK_API_KEYS";
+/// Admin keys, comma-separated (added to `auth.admin_keys`).
+pub const ADMIN_KEYS: &str = "BRISK_ADMIN_KEYS";

@@ -23,6 +23,12 @@ pub enum AppError {
     NotFound(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// No or an unknown API key.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A valid key without the rights the endpoint needs.
+    #[error("{0}")]
+    Forbidden(String),
     /// A pipeline step failed; status and code are the step's own error's.
     #[error("pipeline step '{step}' failed: {source}")]
     Step { step: String, source: Box<AppError> },
@@ -48,6 +54,8 @@ impl AppError {
             AppError::PayloadTooLarge(_) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, INVALID, "payload_too_large")
             }
+            AppError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, INVALID, "invalid_api_key"),
+            AppError::Forbidden(_) => (StatusCode::FORBIDDEN, INVALID, "permission_denied"),
             AppError::Engine(e) => match e {
                 E::UnknownModel(_) => (StatusCode::NOT_FOUND, INVALID, "model_not_found"),
                 E::WrongTask { .. } => (StatusCode::BAD_REQUEST, INVALID, "wrong_model_task"),
@@ -149,6 +157,10 @@ impl IntoResponse for AppError {
             _ => None,
         };
         let mut resp = (status, axum::Json(self.body())).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if let Some(after) = retry_after {
             let secs = after.as_secs_f64().ceil().max(1.0) as u64;
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {

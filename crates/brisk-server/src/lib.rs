@@ -2,6 +2,7 @@
 //! building blocks. `main.rs` only parses arguments and calls [`serve`].
 
 pub mod audio;
+pub mod auth;
 pub mod bench;
 pub mod bench_pipeline;
 pub mod cache;
@@ -32,6 +33,8 @@ pub struct AppState {
     pub config: Arc<config::Config>,
     /// Validated at startup against the registry's models.
     pub pipelines: Arc<pipelines::Pipelines>,
+    /// API and admin keys (hashed); empty = no authentication.
+    pub keys: Arc<auth::Keys>,
 }
 
 impl AppState {

@@ -9,7 +9,7 @@ use axum::Router;
 use serde_json::json;
 
 use crate::error::AppError;
-use crate::{audio, cache, chat, embeddings, observe, pipelines, AppState};
+use crate::{audio, auth, cache, chat, embeddings, observe, pipelines, AppState};
 
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.server.max_body_bytes;
@@ -41,8 +41,33 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .merge(uploads)
         .fallback(not_found)
+        // Auth runs inside `track`, so refused requests are still counted.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::check,
+        ))
+        .layer(cors(&state.config.server.cors_origins))
         .layer(axum::middleware::from_fn(observe::track))
         .with_state(state)
+}
+
+/// CORS only for the configured origins; none configured, no CORS layer
+/// effect (an empty allow-list answers no origin).
+fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
+    use axum::http::{HeaderName, HeaderValue, Method};
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(origins)
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::CACHE_CONTROL,
+        ])
+        .expose_headers([HeaderName::from_static(crate::cache::HEADER)])
 }
 
 async fn not_found() -> AppError {

@@ -56,7 +56,18 @@ pub fn build_state(config: Config, timeline: Timeline) -> anyhow::Result<AppStat
         registry.set_cache(Arc::new(cache));
     }
     let pipelines = crate::pipelines::Pipelines::build(&config.pipelines, &registry)?;
+    let keys = crate::auth::Keys::from_config(&config.auth)
+        .map_err(|e| anyhow::anyhow!("invalid [auth] config: {e}"))?;
+    if config
+        .server
+        .cors_origins
+        .iter()
+        .any(|o| o == "*" || o.is_empty())
+    {
+        anyhow::bail!("server.cors_origins must list explicit origins; '*' is not accepted");
+    }
     Ok(AppState {
+        keys: Arc::new(keys),
         pipelines: Arc::new(pipelines),
         registry,
         metrics: observe::prometheus(),
