@@ -69,7 +69,8 @@ pub fn http_raw(
     content_type: &str,
     body: &[u8],
 ) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(200))?;
+    // Generous: under a connection burst a SYN can wait in the backlog.
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(120)))?;
     write!(
         s,

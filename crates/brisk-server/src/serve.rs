@@ -98,9 +98,7 @@ pub async fn serve(opts: ServeOptions, started: Instant) -> anyhow::Result<()> {
     let reap_every = Duration::from_millis(config.engine.reap_interval_ms.max(10));
     let state = build_state(config, timeline.clone())?;
     // Bind before any model work so liveness answers at once.
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
+    let listener = listen(addr).with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     timeline.record("server", "listening");
     tracing::info!(addr = %local, models = ?state.registry.model_names(),
@@ -132,6 +130,21 @@ pub async fn serve(opts: ServeOptions, started: Instant) -> anyhow::Result<()> {
     registry.unload_all();
     tracing::info!("brisk stopped");
     Ok(())
+}
+
+/// Binds with a deep accept backlog: under a burst of new connections
+/// (a thousand clients at once) the default of 1024 overflows and the
+/// kernel drops SYNs, which clients see as second-long connect stalls
+/// instead of a quick 429. The kernel caps it at `net.core.somaxconn`.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(8192)
 }
 
 /// Records the moment readiness is first reached, for `/v1/startup`.
