@@ -110,7 +110,7 @@ async fn read_form(mut mp: Multipart) -> Result<Form, AppError> {
     })
 }
 
-fn multipart_error(e: axum::extract::multipart::MultipartError) -> AppError {
+pub(crate) fn multipart_error(e: axum::extract::multipart::MultipartError) -> AppError {
     if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
         AppError::PayloadTooLarge(format!("upload is larger than the server accepts: {e}"))
     } else {

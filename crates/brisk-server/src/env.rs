@@ -16,3 +16,6 @@ pub const LOG_FORMAT: &str = "BRISK_LOG_FORMAT";
 pub const RAYON_NUM_THREADS: &str = "RAYON_NUM_THREADS";
 /// Root of a local Hugging Face cache, used to resolve `hf://` sources.
 pub const HF_HOME: &str = "HF_HOME";
+/// The ONNX Runtime library file for the ONNX backends (read by the backends;
+/// default: `libonnxruntime.so*` in the models folder's `onnxruntime/`).
+pub const ORT_DYLIB_PATH: &str = "ORT_DYLIB_PATH";

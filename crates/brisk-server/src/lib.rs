@@ -10,8 +10,12 @@ pub mod embeddings;
 pub mod env;
 pub mod error;
 pub mod observe;
+pub mod ocr;
 pub mod routes;
 pub mod serve;
+pub mod speech;
+mod uploads;
+pub mod vad;
 
 use std::sync::Arc;
 
