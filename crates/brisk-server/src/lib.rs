@@ -4,6 +4,7 @@
 pub mod audio;
 pub mod bench;
 pub mod chat;
+mod chunking;
 pub mod config;
 mod decode;
 pub mod embeddings;

@@ -22,6 +22,10 @@ const TTS: &str = "piper-joe-medium";
 const OCR: &str = "pp-ocrv4";
 const WHISPER: &str = "whisper-tiny-en";
 
+/// Multipart text fields, and the optional file (name, bytes).
+type Fields<'a> = &'a [(&'a str, &'a str)];
+type Upload<'a> = Option<(&'a str, &'a [u8])>;
+
 fn state() -> AppState {
     let dir = common::models_dir(&[
         "onnxruntime",
@@ -231,7 +235,7 @@ async fn vad_finds_beckett_phrases_inside_silence() {
     let speech_end = 2.0 + speech.len() as f64 / 16_000.0;
     let first = segs[0]["start"].as_f64().expect("start");
     let last = segs[5]["end"].as_f64().expect("end");
-    assert!(first >= 1.9 && first < 3.0, "{v}");
+    assert!((1.9..3.0).contains(&first), "{v}");
     assert!(last <= speech_end + 0.2 && last > speech_end - 1.5, "{v}");
     assert!(v["speech_duration"].as_f64().expect("speech") > 4.0, "{v}");
 
@@ -254,7 +258,7 @@ async fn vad_finds_beckett_phrases_inside_silence() {
 async fn vad_rejects_bad_uploads() {
     let s = state();
     let wav = wav16k(&vec![0f32; 16_000]);
-    let cases: [(&[(&str, &str)], Option<(&str, &[u8])>, &str); 5] = [
+    let cases: [(Fields, Upload, &str); 5] = [
         (
             &[("model", VAD)],
             Some(("x.wav", b"RIFF but not really audio")),
@@ -388,7 +392,7 @@ async fn ocr_rejects_bad_images() {
         image::ImageFormat::Png,
     );
     let gif: &[u8] = b"GIF89a\x01\x00\x01\x00\x00\x00\x00;";
-    let cases: [(&[(&str, &str)], Option<(&str, &[u8])>); 5] = [
+    let cases: [(Fields, Upload); 5] = [
         (&[("model", OCR)], Some(("x.png", b"not an image at all"))),
         (&[("model", OCR)], Some(("x.gif", gif))),
         (&[("model", OCR)], Some(("x.png", &png[..png.len() / 2]))),
@@ -442,4 +446,108 @@ async fn discovered_onnx_models_report_their_tasks() {
         !data.iter().any(|m| m["id"] == "onnxruntime"),
         "the runtime library folder is not a model: {v}"
     );
+}
+
+const BECKETT: &str = "Ever tried. Ever failed. No matter. Try again. Fail again. Fail better.";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transcription_chunks_long_audio_at_silences() {
+    let s = state();
+    let dir = common::models_dir(&["testdata/beckett.wav"]);
+    let bytes = std::fs::read(dir.join("testdata/beckett.wav")).expect("beckett.wav");
+    let speech = brisk_backends::whisper::audio::decode_to_mono_16k(&bytes, 60.0).expect("decode");
+    let gap = vec![0f32; 3 * 16_000];
+    // ~38 s: more than one Whisper window, so the cut placement matters.
+    let long = [speech.clone(), gap.clone(), speech.clone(), gap, speech].concat();
+    let wav = wav16k(&long);
+    let (st, v) = upload(
+        &s,
+        "/v1/audio/transcriptions",
+        &[
+            ("model", WHISPER),
+            ("response_format", "verbose_json"),
+            ("chunking_strategy", "auto"),
+        ],
+        Some(("long.wav", &wav)),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let text = v["text"].as_str().expect("text");
+    let reference = [BECKETT; 3].join(" ");
+    let wer = error_rate(&words(&reference), &words(text));
+    assert!(wer <= 0.2, "WER {wer:.2}: {text}");
+    let duration = v["duration"].as_f64().expect("duration");
+    assert!(
+        (duration - long.len() as f64 / 16_000.0).abs() < 0.01,
+        "{v}"
+    );
+    let segs = v["segments"].as_array().expect("segments");
+    let times: Vec<(f64, f64)> = segs
+        .iter()
+        .map(|s| {
+            (
+                s["start"].as_f64().expect("start"),
+                s["end"].as_f64().expect("end"),
+            )
+        })
+        .collect();
+    assert!(times.windows(2).all(|w| w[0].0 <= w[1].0), "{times:?}");
+    assert!(
+        times.iter().all(|&(a, b)| a <= b && b <= duration + 0.01),
+        "{times:?}"
+    );
+    // The last phrase is heard in the last repetition, after both gaps.
+    let last = times.last().expect("a segment").1;
+    assert!(last > 2.0 * 13.0, "{times:?}");
+
+    // OpenAI's server_vad object, and bad values.
+    let (st, v) = upload(
+        &s,
+        "/v1/audio/transcriptions",
+        &[
+            ("model", WHISPER),
+            (
+                "chunking_strategy",
+                r#"{"type":"server_vad","silence_duration_ms":500}"#,
+            ),
+        ],
+        Some(("long.wav", &wav)),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, v) = upload(
+        &s,
+        "/v1/audio/transcriptions",
+        &[("model", WHISPER), ("chunking_strategy", "sometimes")],
+        Some(("long.wav", &wav)),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"]["param"], "chunking_strategy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunking_without_a_vad_model_is_a_clear_400() {
+    let dir = common::models_dir(&[WHISPER]);
+    let mut config = brisk_server::config::Config::from_toml(&format!(
+        "[server]\ndiscover = false\n[models.{WHISPER}]\nsource = \"{WHISPER}\"\n"
+    ))
+    .expect("config");
+    config.server.models_dir = dir;
+    let s = brisk_server::build_state(
+        config,
+        brisk_engine::Timeline::new(std::time::Instant::now()),
+    )
+    .expect("state");
+    let wav = wav16k(&vec![0f32; 16_000]);
+    let (st, v) = upload(
+        &s,
+        "/v1/audio/transcriptions",
+        &[("model", WHISPER), ("chunking_strategy", "auto")],
+        Some(("x.wav", &wav)),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    let msg = v["error"]["message"].as_str().expect("message");
+    assert!(msg.contains("voice activity detection model"), "{msg}");
 }
