@@ -237,3 +237,77 @@ fn ocr_reads_rendered_lines() {
         .expect("ocr blank");
     assert!(r.lines.is_empty(), "{:?}", r.lines);
 }
+
+/// `img` rotated by `degrees` (counter-clockwise as seen) about its centre,
+/// on a white canvas large enough to hold it (bilinear sampling).
+fn rotate(img: &RgbImage, degrees: f32) -> RgbImage {
+    let (c, s) = (degrees.to_radians().cos(), degrees.to_radians().sin());
+    let (w, h) = (img.width() as f32, img.height() as f32);
+    let (ow, oh) = (w * c.abs() + h * s.abs(), w * s.abs() + h * c.abs());
+    let mut out = RgbImage::from_pixel(ow.ceil() as u32, oh.ceil() as u32, Rgb([255; 3]));
+    for (x, y, p) in out.enumerate_pixels_mut() {
+        let (dx, dy) = (x as f32 + 0.5 - ow / 2.0, y as f32 + 0.5 - oh / 2.0);
+        // Inverse rotation (y points down, so "counter-clockwise" flips sign).
+        let sx = dx * c - dy * s + w / 2.0 - 0.5;
+        let sy = dx * s + dy * c + h / 2.0 - 0.5;
+        if sx < 0.0 || sy < 0.0 || sx > w - 1.0 || sy > h - 1.0 {
+            continue;
+        }
+        let (x0, y0) = (sx.floor() as u32, sy.floor() as u32);
+        let (x1, y1) = (
+            (x0 + 1).min(img.width() - 1),
+            (y0 + 1).min(img.height() - 1),
+        );
+        let (fx, fy) = (sx - x0 as f32, sy - y0 as f32);
+        let v = img.get_pixel(x0, y0)[0] as f32 * (1.0 - fx) * (1.0 - fy)
+            + img.get_pixel(x1, y0)[0] as f32 * fx * (1.0 - fy)
+            + img.get_pixel(x0, y1)[0] as f32 * (1.0 - fx) * fy
+            + img.get_pixel(x1, y1)[0] as f32 * fx * fy;
+        *p = Rgb([v.round() as u8; 3]);
+    }
+    img_check(&out);
+    out
+}
+
+fn img_check(img: &RgbImage) {
+    assert!(img.pixels().any(|p| p[0] < 128), "rotation lost the text");
+}
+
+#[test]
+fn ocr_straightens_rotated_lines_and_reads_upside_down_ones() {
+    common::fetched("onnxruntime");
+    let mut m = ocr::PpOcr::load(&common::fetched("pp-ocrv4"), &no_options()).expect("load pp-ocr");
+    let text = "Rotated text is read too";
+    let flat = render(&[text], 32.0);
+    for degrees in [12.0f32, -8.0, 180.0] {
+        let img = if degrees == 180.0 {
+            image::imageops::rotate180(&flat)
+        } else {
+            rotate(&flat, degrees)
+        };
+        let r = m
+            .recognize(&OcrRequest {
+                width: img.width(),
+                height: img.height(),
+                rgb: img.into_raw(),
+            })
+            .expect("ocr");
+        assert_eq!(r.lines.len(), 1, "{degrees} degrees: {:?}", r.lines);
+        let line = &r.lines[0];
+        let e = cer(text, line.text.trim());
+        assert!(
+            e <= 0.1,
+            "{degrees} degrees: CER {e:.3}, read '{}'",
+            line.text
+        );
+        if degrees != 180.0 {
+            // The box follows the text: its top edge rises by `degrees`.
+            let [tl, tr, _, _] = line.bbox;
+            let angle = -(tr[1] - tl[1]).atan2(tr[0] - tl[0]).to_degrees();
+            assert!(
+                (angle - degrees).abs() < 3.0,
+                "box angle {angle} for {degrees}: {line:?}"
+            );
+        }
+    }
+}

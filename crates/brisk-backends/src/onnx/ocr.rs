@@ -1,10 +1,10 @@
 //! OCR with PP-OCR (v4 detection and recognition, v2 direction classifier)
 //! as packaged by RapidOCR.
 //!
-//! Pipeline: the detector scores every pixel as text or not; connected text
-//! regions become boxes (axis-aligned: rotated text is not straightened);
-//! each crop is turned upright when the classifier is sure it is upside
-//! down, then read by the CTC recogniser whose alphabet is stored in the rec
+//! Pipeline: the detector scores every pixel as text or not; each connected
+//! text region becomes its minimum-area (possibly rotated) rectangle, grown
+//! as DB post-processing does; each rectangle is cut out straightened, turned
+//! upright when the classifier is sure it is upside down, then read by the CTC recogniser whose alphabet is stored in the rec
 //! model's ONNX metadata (`character`).
 
 use std::collections::BTreeMap;
@@ -92,14 +92,9 @@ pub struct PpOcr {
     bytes: u64,
 }
 
-/// A text region in image pixels: x0, y0, x1, y1 (exclusive).
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Region {
-    x0: f32,
-    y0: f32,
-    x1: f32,
-    y1: f32,
-}
+/// A text region: corners top-left, top-right, bottom-right, bottom-left
+/// (x, y), reading direction from top-left to top-right.
+type Quad = [[f32; 2]; 4];
 
 impl PpOcr {
     /// Options: `threads`, `onnxruntime` (see [`runtime`]).
@@ -148,16 +143,12 @@ impl PpOcr {
         })?;
         let regions = self.detect(&img)?;
         let mut lines = Vec::new();
-        for r in regions {
-            let (x, y) = (r.x0.floor() as u32, r.y0.floor() as u32);
-            let w = (r.x1.ceil() as u32).min(img.width()).saturating_sub(x);
-            let h = (r.y1.ceil() as u32).min(img.height()).saturating_sub(y);
-            if w < 2 || h < 2 {
+        for q in regions {
+            let Some(mut crop) = straighten(&img, &q) else {
                 continue;
-            }
-            let mut crop = image::imageops::crop_imm(&img, x, y, w, h).to_image();
+            };
             // Tall narrow crops are vertical text: read them turned.
-            if h as f32 >= 1.5 * w as f32 {
+            if crop.height() as f32 >= 1.5 * crop.width() as f32 {
                 crop = image::imageops::rotate270(&crop);
             }
             if self.upside_down(&crop)? {
@@ -170,7 +161,7 @@ impl PpOcr {
             lines.push(OcrLine {
                 text,
                 confidence,
-                bbox: [[r.x0, r.y0], [r.x1, r.y0], [r.x1, r.y1], [r.x0, r.y1]],
+                bbox: q,
             });
         }
         Ok(OcrResult {
@@ -180,7 +171,7 @@ impl PpOcr {
         })
     }
 
-    fn detect(&mut self, img: &RgbImage) -> Result<Vec<Region>, BackendError> {
+    fn detect(&mut self, img: &RgbImage) -> Result<Vec<Quad>, BackendError> {
         let (w, h) = img.dimensions();
         let scale = (DET_MAX_SIDE as f32 / w.max(h) as f32).min(1.0);
         let round32 = |v: u32| (((v as f32 * scale) / 32.0).round() as u32 * 32).max(32);
@@ -204,11 +195,11 @@ impl PpOcr {
         let mut regions = regions(prob, rw as usize, rh as usize);
         // Back to input pixels.
         let (sx, sy) = (w as f32 / rw as f32, h as f32 / rh as f32);
-        for r in &mut regions {
-            r.x0 = (r.x0 * sx).clamp(0.0, w as f32);
-            r.x1 = (r.x1 * sx).clamp(0.0, w as f32);
-            r.y0 = (r.y0 * sy).clamp(0.0, h as f32);
-            r.y1 = (r.y1 * sy).clamp(0.0, h as f32);
+        for q in &mut regions {
+            for p in q.iter_mut() {
+                p[0] = (p[0] * sx).clamp(0.0, w as f32);
+                p[1] = (p[1] * sy).clamp(0.0, h as f32);
+            }
         }
         sort_reading_order(&mut regions);
         Ok(regions)
@@ -308,10 +299,11 @@ fn ctc_greedy(probs: &[f32], classes: usize, alphabet: &[String]) -> (String, f3
 }
 
 /// Text regions of a probability map: pixels above [`DET_THRESH`], dilated
-/// by one pixel, grouped into 8-connected components; each component's
-/// bounding box is kept when its mean probability reaches [`BOX_THRESH`],
-/// then grown by DB's unclip distance (area * ratio / perimeter).
-fn regions(prob: &[f32], w: usize, h: usize) -> Vec<Region> {
+/// by one pixel, grouped into 8-connected components. Each component's
+/// minimum-area rectangle is kept when the mean probability inside reaches
+/// [`BOX_THRESH`], then grown on every side by DB's unclip distance
+/// (area * ratio / perimeter).
+fn regions(prob: &[f32], w: usize, h: usize) -> Vec<Quad> {
     let mut mask = vec![false; w * h];
     for y in 0..h {
         for x in 0..w {
@@ -326,19 +318,21 @@ fn regions(prob: &[f32], w: usize, h: usize) -> Vec<Region> {
     let mut seen = vec![false; w * h];
     let mut out = Vec::new();
     let mut stack = Vec::new();
+    // Per row of the component: leftmost and rightmost pixel (enough for
+    // the convex hull).
+    let mut rows: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
     for start in 0..w * h {
         if !mask[start] || seen[start] {
             continue;
         }
         seen[start] = true;
         stack.push(start);
-        let (mut x0, mut y0, mut x1, mut y1) = (w, h, 0, 0);
+        rows.clear();
         while let Some(i) = stack.pop() {
             let (x, y) = (i % w, i / w);
-            x0 = x0.min(x);
-            y0 = y0.min(y);
-            x1 = x1.max(x);
-            y1 = y1.max(y);
+            let r = rows.entry(y).or_insert((x, x));
+            r.0 = r.0.min(x);
+            r.1 = r.1.max(x);
             for dy in -1i64..=1 {
                 for dx in -1i64..=1 {
                     let (nx, ny) = (x as i64 + dx, y as i64 + dy);
@@ -353,41 +347,252 @@ fn regions(prob: &[f32], w: usize, h: usize) -> Vec<Region> {
                 }
             }
         }
-        let (bw, bh) = ((x1 + 1 - x0) as f32, (y1 + 1 - y0) as f32);
-        if bw.min(bh) < MIN_BOX_SIDE {
+        let mut corners = Vec::with_capacity(rows.len() * 4);
+        for (&y, &(x0, x1)) in &rows {
+            let (y, x0, x1) = (y as f32, x0 as f32, x1 as f32 + 1.0);
+            corners.extend([[x0, y], [x0, y + 1.0], [x1, y], [x1, y + 1.0]]);
+        }
+        let rect = min_area_rect(&convex_hull(corners));
+        if rect.short_side() < MIN_BOX_SIDE || rect.score(prob, w, h) < BOX_THRESH {
             continue;
         }
-        // DB's "fast" score: mean probability inside the box.
-        let mut sum = 0f32;
-        for y in y0..=y1 {
-            sum += prob[y * w + x0..=y * w + x1].iter().sum::<f32>();
-        }
-        if sum / (bw * bh) < BOX_THRESH {
+        let (a, b) = (rect.long_side(), rect.short_side());
+        let grown = rect.grow(a * b * UNCLIP_RATIO / (2.0 * (a + b)));
+        if grown.short_side() < MIN_BOX_SIDE + 2.0 {
             continue;
         }
-        let d = bw * bh * UNCLIP_RATIO / (2.0 * (bw + bh));
-        let r = Region {
-            x0: (x0 as f32 - d).max(0.0),
-            y0: (y0 as f32 - d).max(0.0),
-            x1: (x1 as f32 + 1.0 + d).min(w as f32),
-            y1: (y1 as f32 + 1.0 + d).min(h as f32),
-        };
-        if (r.x1 - r.x0).min(r.y1 - r.y0) < MIN_BOX_SIDE + 2.0 {
-            continue;
-        }
-        out.push(r);
+        out.push(grown.quad());
     }
     out
 }
 
+/// Convex hull (Andrew's monotone chain), counter-clockwise in image
+/// coordinates, without repeated points.
+fn convex_hull(mut pts: Vec<[f32; 2]>) -> Vec<[f32; 2]> {
+    pts.sort_by(|a, b| a[0].total_cmp(&b[0]).then(a[1].total_cmp(&b[1])));
+    pts.dedup();
+    if pts.len() < 3 {
+        return pts;
+    }
+    let cross = |o: [f32; 2], a: [f32; 2], b: [f32; 2]| {
+        (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+    };
+    let mut hull: Vec<[f32; 2]> = Vec::with_capacity(pts.len() * 2);
+    for pass in 0..2 {
+        let start = hull.len();
+        let iter: Box<dyn Iterator<Item = &[f32; 2]>> = if pass == 0 {
+            Box::new(pts.iter())
+        } else {
+            Box::new(pts.iter().rev())
+        };
+        for &p in iter {
+            while hull.len() >= start + 2
+                && cross(hull[hull.len() - 2], hull[hull.len() - 1], p) <= 0.0
+            {
+                hull.pop();
+            }
+            hull.push(p);
+        }
+        hull.pop();
+    }
+    hull
+}
+
+/// A rectangle: its extents along two perpendicular unit axes.
+#[derive(Debug, Clone, Copy)]
+struct Rect {
+    /// Unit direction of one side, and its normal.
+    u: [f32; 2],
+    n: [f32; 2],
+    /// Extents of the rectangle along `u` and `n` (projections).
+    u0: f32,
+    u1: f32,
+    n0: f32,
+    n1: f32,
+}
+
+impl Rect {
+    fn long_side(&self) -> f32 {
+        (self.u1 - self.u0).max(self.n1 - self.n0)
+    }
+
+    fn short_side(&self) -> f32 {
+        (self.u1 - self.u0).min(self.n1 - self.n0)
+    }
+
+    fn grow(mut self, d: f32) -> Self {
+        self.u0 -= d;
+        self.u1 += d;
+        self.n0 -= d;
+        self.n1 += d;
+        self
+    }
+
+    fn point(&self, a: f32, b: f32) -> [f32; 2] {
+        [a * self.u[0] + b * self.n[0], a * self.u[1] + b * self.n[1]]
+    }
+
+    /// Mean probability of the pixels whose centre lies inside (DB's "fast"
+    /// box score).
+    fn score(&self, prob: &[f32], w: usize, h: usize) -> f32 {
+        let q = self.quad();
+        let clampx = |v: f32| (v.max(0.0) as usize).min(w.saturating_sub(1));
+        let clampy = |v: f32| (v.max(0.0) as usize).min(h.saturating_sub(1));
+        let xs = q.iter().map(|p| p[0]);
+        let ys = q.iter().map(|p| p[1]);
+        let (x0, x1) = (
+            clampx(xs.clone().fold(f32::MAX, f32::min)),
+            clampx(xs.fold(f32::MIN, f32::max)),
+        );
+        let (y0, y1) = (
+            clampy(ys.clone().fold(f32::MAX, f32::min)),
+            clampy(ys.fold(f32::MIN, f32::max)),
+        );
+        let (mut sum, mut n) = (0f32, 0usize);
+        for y in y0..=y1 {
+            for x in x0..=x1 {
+                let c = [x as f32 + 0.5, y as f32 + 0.5];
+                let a = c[0] * self.u[0] + c[1] * self.u[1];
+                let b = c[0] * self.n[0] + c[1] * self.n[1];
+                if a >= self.u0 && a <= self.u1 && b >= self.n0 && b <= self.n1 {
+                    sum += prob[y * w + x];
+                    n += 1;
+                }
+            }
+        }
+        if n == 0 {
+            0.0
+        } else {
+            sum / n as f32
+        }
+    }
+
+    /// Corners ordered as PaddleOCR's get_mini_boxes: of the two leftmost
+    /// corners the upper is top-left, of the two rightmost the upper is
+    /// top-right.
+    fn quad(&self) -> Quad {
+        let mut c = [
+            self.point(self.u0, self.n0),
+            self.point(self.u1, self.n0),
+            self.point(self.u1, self.n1),
+            self.point(self.u0, self.n1),
+        ];
+        c.sort_by(|a, b| a[0].total_cmp(&b[0]));
+        let (tl, bl) = if c[0][1] <= c[1][1] {
+            (c[0], c[1])
+        } else {
+            (c[1], c[0])
+        };
+        let (tr, br) = if c[2][1] <= c[3][1] {
+            (c[2], c[3])
+        } else {
+            (c[3], c[2])
+        };
+        [tl, tr, br, bl]
+    }
+}
+
+/// The smallest-area enclosing rectangle of a convex polygon: one of its
+/// sides lies on a hull edge (rotating calipers, tried edge by edge).
+fn min_area_rect(hull: &[[f32; 2]]) -> Rect {
+    let mut best: Option<(f32, Rect)> = None;
+    for (i, &p) in hull.iter().enumerate() {
+        let q = hull[(i + 1) % hull.len()];
+        let (dx, dy) = (q[0] - p[0], q[1] - p[1]);
+        let len = (dx * dx + dy * dy).sqrt();
+        let u = if len > 0.0 {
+            [dx / len, dy / len]
+        } else {
+            [1.0, 0.0]
+        };
+        let n = [-u[1], u[0]];
+        let mut r = Rect {
+            u,
+            n,
+            u0: f32::MAX,
+            u1: f32::MIN,
+            n0: f32::MAX,
+            n1: f32::MIN,
+        };
+        for c in hull {
+            let a = c[0] * u[0] + c[1] * u[1];
+            let b = c[0] * n[0] + c[1] * n[1];
+            r.u0 = r.u0.min(a);
+            r.u1 = r.u1.max(a);
+            r.n0 = r.n0.min(b);
+            r.n1 = r.n1.max(b);
+        }
+        let area = (r.u1 - r.u0) * (r.n1 - r.n0);
+        if best.as_ref().is_none_or(|(b, _)| area < *b) {
+            best = Some((area, r));
+        }
+    }
+    // An empty hull (never: a component has a pixel) gives an empty box
+    // that the side-length check drops.
+    best.map(|(_, r)| r).unwrap_or(Rect {
+        u: [1.0, 0.0],
+        n: [0.0, 1.0],
+        u0: 0.0,
+        u1: 0.0,
+        n0: 0.0,
+        n1: 0.0,
+    })
+}
+
+/// Cuts a (possibly rotated) quad out of the image as an upright crop,
+/// sampling bilinearly along its top and left edges.
+fn straighten(img: &RgbImage, q: &Quad) -> Option<RgbImage> {
+    let dist = |a: [f32; 2], b: [f32; 2]| ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt();
+    let [tl, tr, br, bl] = *q;
+    let w = dist(tl, tr).max(dist(bl, br)).round() as u32;
+    let h = dist(tl, bl).max(dist(tr, br)).round() as u32;
+    if w < 2 || h < 2 {
+        return None;
+    }
+    let (iw, ih) = (img.width() as f32, img.height() as f32);
+    let sample = |x: f32, y: f32| -> [u8; 3] {
+        let x = x.clamp(0.0, iw - 1.0);
+        let y = y.clamp(0.0, ih - 1.0);
+        let (x0, y0) = (x.floor() as u32, y.floor() as u32);
+        let (x1, y1) = (
+            (x0 + 1).min(img.width() - 1),
+            (y0 + 1).min(img.height() - 1),
+        );
+        let (fx, fy) = (x - x0 as f32, y - y0 as f32);
+        let mut out = [0u8; 3];
+        for (c, o) in out.iter_mut().enumerate() {
+            let v = img.get_pixel(x0, y0)[c] as f32 * (1.0 - fx) * (1.0 - fy)
+                + img.get_pixel(x1, y0)[c] as f32 * fx * (1.0 - fy)
+                + img.get_pixel(x0, y1)[c] as f32 * (1.0 - fx) * fy
+                + img.get_pixel(x1, y1)[c] as f32 * fx * fy;
+            *o = v.round().clamp(0.0, 255.0) as u8;
+        }
+        out
+    };
+    let mut out = RgbImage::new(w, h);
+    for (x, y, p) in out.enumerate_pixels_mut() {
+        // Pixel centres, mapped through the parallelogram tl + a*(tr-tl) + b*(bl-tl).
+        let (a, b) = ((x as f32 + 0.5) / w as f32, (y as f32 + 0.5) / h as f32);
+        let sx = tl[0] + a * (tr[0] - tl[0]) + b * (bl[0] - tl[0]) - 0.5;
+        let sy = tl[1] + a * (tr[1] - tl[1]) + b * (bl[1] - tl[1]) - 0.5;
+        *p = image::Rgb(sample(sx, sy));
+    }
+    Some(out)
+}
+
 /// Top to bottom; boxes on the same line (tops within 10 px) left to right.
-fn sort_reading_order(regions: &mut [Region]) {
-    regions.sort_by(|a, b| a.y0.total_cmp(&b.y0).then(a.x0.total_cmp(&b.x0)));
+fn sort_reading_order(regions: &mut [Quad]) {
+    regions.sort_by(|a, b| {
+        a[0][1]
+            .total_cmp(&b[0][1])
+            .then(a[0][0].total_cmp(&b[0][0]))
+    });
     // Bubble neighbours on the same line into left-to-right order, as
     // RapidOCR's sorted_boxes does.
     for i in 0..regions.len().saturating_sub(1) {
         let mut j = i;
-        while (regions[j + 1].y0 - regions[j].y0).abs() < 10.0 && regions[j + 1].x0 < regions[j].x0
+        while (regions[j + 1][0][1] - regions[j][0][1]).abs() < 10.0
+            && regions[j + 1][0][0] < regions[j][0][0]
         {
             regions.swap(j, j + 1);
             if j == 0 {
@@ -451,11 +656,57 @@ mod tests {
         let mut r = regions(&prob, w, h);
         sort_reading_order(&mut r);
         assert_eq!(r.len(), 2, "{r:?}");
+        let [tl, tr, br, bl] = r[0];
         assert!(
-            r[0].x0 < 4.0 && r[0].x1 > 20.0 && r[0].y0 < 10.0 && r[0].y1 > 16.0,
+            tl[0] < 4.0 && tl[1] < 10.0 && br[0] > 20.0 && br[1] > 16.0,
             "{r:?}"
         );
-        assert!(r[1].x0 > 30.0);
+        // Axis-aligned blob, axis-aligned box.
+        assert!(
+            (tl[1] - tr[1]).abs() < 1e-3 && (tl[0] - bl[0]).abs() < 1e-3,
+            "{r:?}"
+        );
+        assert!(r[1][0][0] > 30.0);
+    }
+
+    #[test]
+    fn rotated_blob_gets_a_rotated_box() {
+        // A 40x8 bar rotated by 30 degrees about (50, 50).
+        let (w, h) = (100, 100);
+        let (c, s) = (30f32.to_radians().cos(), 30f32.to_radians().sin());
+        let mut prob = vec![0f32; w * h];
+        for y in 0..h {
+            for x in 0..w {
+                let (dx, dy) = (x as f32 + 0.5 - 50.0, y as f32 + 0.5 - 50.0);
+                let (a, b) = (dx * c + dy * s, -dx * s + dy * c);
+                if a.abs() <= 20.0 && b.abs() <= 4.0 {
+                    prob[y * w + x] = 0.9;
+                }
+            }
+        }
+        let r = regions(&prob, w, h);
+        assert_eq!(r.len(), 1, "{r:?}");
+        let [tl, tr, _, _] = r[0];
+        let angle = (tr[1] - tl[1]).atan2(tr[0] - tl[0]).to_degrees();
+        assert!((angle - 30.0).abs() < 4.0, "angle {angle}: {r:?}");
+    }
+
+    #[test]
+    fn straighten_cuts_a_rotated_quad_upright() {
+        // Bottom half dark: a quad whose text runs bottom to top must come
+        // out with the dark part first (on the left).
+        let mut img = RgbImage::from_pixel(20, 40, image::Rgb([255; 3]));
+        for y in 20..40 {
+            for x in 0..20 {
+                img.put_pixel(x, y, image::Rgb([0; 3]));
+            }
+        }
+        // Reading direction upwards: tl at bottom-left, tr at top-left.
+        let q: Quad = [[0.0, 40.0], [0.0, 0.0], [20.0, 0.0], [20.0, 40.0]];
+        let crop = straighten(&img, &q).expect("crop");
+        assert_eq!((crop.width(), crop.height()), (40, 20));
+        // The start of the text (bottom of the image, dark) is on the left.
+        assert!(crop.get_pixel(5, 10)[0] < 50 && crop.get_pixel(35, 10)[0] > 200);
     }
 
     #[test]
