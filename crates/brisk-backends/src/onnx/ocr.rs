@@ -196,9 +196,11 @@ impl PpOcr {
         // Back to input pixels.
         let (sx, sy) = (w as f32 / rw as f32, h as f32 / rh as f32);
         for q in &mut regions {
+            // Whole pixels, as DB post-processing: an upright box is then
+            // cut out exactly, without resampling that blurs small text.
             for p in q.iter_mut() {
-                p[0] = (p[0] * sx).clamp(0.0, w as f32);
-                p[1] = (p[1] * sy).clamp(0.0, h as f32);
+                p[0] = (p[0] * sx).round().clamp(0.0, w as f32);
+                p[1] = (p[1] * sy).round().clamp(0.0, h as f32);
             }
         }
         sort_reading_order(&mut regions);
@@ -539,42 +541,61 @@ fn min_area_rect(hull: &[[f32; 2]]) -> Rect {
     })
 }
 
+/// OpenCV's bicubic kernel (a = -0.75): the weights of the 4 neighbours
+/// at offsets -1, 0, 1, 2 for a fraction `t` in [0, 1).
+fn cubic_weights(t: f32) -> [f32; 4] {
+    const A: f32 = -0.75;
+    let w = |x: f32| {
+        let x = x.abs();
+        if x <= 1.0 {
+            ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+        } else if x < 2.0 {
+            ((A * x - 5.0 * A) * x + 8.0 * A) * x - 4.0 * A
+        } else {
+            0.0
+        }
+    };
+    [w(t + 1.0), w(t), w(1.0 - t), w(2.0 - t)]
+}
+
 /// Cuts a (possibly rotated) quad out of the image as an upright crop,
-/// sampling bilinearly along its top and left edges.
+/// mapping it as a parallelogram along its top and left edges. Bicubic, as
+/// PaddleOCR's warpPerspective crop: bilinear blurs small text enough to
+/// cost the recogniser spaces.
 fn straighten(img: &RgbImage, q: &Quad) -> Option<RgbImage> {
     let dist = |a: [f32; 2], b: [f32; 2]| ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt();
     let [tl, tr, br, bl] = *q;
-    let w = dist(tl, tr).max(dist(bl, br)).round() as u32;
-    let h = dist(tl, bl).max(dist(tr, br)).round() as u32;
+    let w = dist(tl, tr).max(dist(bl, br)) as u32;
+    let h = dist(tl, bl).max(dist(tr, br)) as u32;
     if w < 2 || h < 2 {
         return None;
     }
-    let (iw, ih) = (img.width() as f32, img.height() as f32);
+    let (iw, ih) = (img.width() as i64, img.height() as i64);
     let sample = |x: f32, y: f32| -> [u8; 3] {
-        let x = x.clamp(0.0, iw - 1.0);
-        let y = y.clamp(0.0, ih - 1.0);
-        let (x0, y0) = (x.floor() as u32, y.floor() as u32);
-        let (x1, y1) = (
-            (x0 + 1).min(img.width() - 1),
-            (y0 + 1).min(img.height() - 1),
-        );
-        let (fx, fy) = (x - x0 as f32, y - y0 as f32);
-        let mut out = [0u8; 3];
-        for (c, o) in out.iter_mut().enumerate() {
-            let v = img.get_pixel(x0, y0)[c] as f32 * (1.0 - fx) * (1.0 - fy)
-                + img.get_pixel(x1, y0)[c] as f32 * fx * (1.0 - fy)
-                + img.get_pixel(x0, y1)[c] as f32 * (1.0 - fx) * fy
-                + img.get_pixel(x1, y1)[c] as f32 * fx * fy;
-            *o = v.round().clamp(0.0, 255.0) as u8;
+        let (x0, y0) = (x.floor(), y.floor());
+        let (wx, wy) = (cubic_weights(x - x0), cubic_weights(y - y0));
+        let mut acc = [0f32; 3];
+        for (j, wyj) in wy.iter().enumerate() {
+            // Border pixels repeat outside the image (BORDER_REPLICATE).
+            let yy = (y0 as i64 + j as i64 - 1).clamp(0, ih - 1) as u32;
+            for (i, wxi) in wx.iter().enumerate() {
+                let xx = (x0 as i64 + i as i64 - 1).clamp(0, iw - 1) as u32;
+                let p = img.get_pixel(xx, yy);
+                for (c, a) in acc.iter_mut().enumerate() {
+                    *a += p[c] as f32 * wxi * wyj;
+                }
+            }
         }
-        out
+        acc.map(|v| v.round().clamp(0.0, 255.0) as u8)
     };
     let mut out = RgbImage::new(w, h);
     for (x, y, p) in out.enumerate_pixels_mut() {
-        // Pixel centres, mapped through the parallelogram tl + a*(tr-tl) + b*(bl-tl).
-        let (a, b) = ((x as f32 + 0.5) / w as f32, (y as f32 + 0.5) / h as f32);
-        let sx = tl[0] + a * (tr[0] - tl[0]) + b * (bl[0] - tl[0]) - 0.5;
-        let sy = tl[1] + a * (tr[1] - tl[1]) + b * (bl[1] - tl[1]) - 0.5;
+        // Output pixel (x, y) samples tl + x/w*(tr-tl) + y/h*(bl-tl), as
+        // warpPerspective from the quad to a w x h rectangle does: with
+        // whole-pixel corners an upright box is an exact crop.
+        let (a, b) = (x as f32 / w as f32, y as f32 / h as f32);
+        let sx = tl[0] + a * (tr[0] - tl[0]) + b * (bl[0] - tl[0]);
+        let sy = tl[1] + a * (tr[1] - tl[1]) + b * (bl[1] - tl[1]);
         *p = image::Rgb(sample(sx, sy));
     }
     Some(out)
@@ -707,6 +728,15 @@ mod tests {
         assert_eq!((crop.width(), crop.height()), (40, 20));
         // The start of the text (bottom of the image, dark) is on the left.
         assert!(crop.get_pixel(5, 10)[0] < 50 && crop.get_pixel(35, 10)[0] > 200);
+    }
+
+    #[test]
+    fn cubic_weights_sum_to_one_and_interpolate() {
+        for t in [0.0f32, 0.25, 0.5, 0.9] {
+            let w = cubic_weights(t);
+            assert!((w.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{t}: {w:?}");
+        }
+        assert_eq!(cubic_weights(0.0), [0.0, 1.0, 0.0, 0.0]);
     }
 
     #[test]
