@@ -128,3 +128,41 @@ pub fn threads_option(options: &BTreeMap<String, String>) -> Result<Option<usize
         })
         .transpose()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn option_comes_first_then_the_models_folder() {
+        let root = std::env::temp_dir().join(format!("brisk-ort-{}", std::process::id()));
+        let lib_dir = root.join("onnxruntime");
+        std::fs::create_dir_all(root.join("voice")).expect("mkdir voice");
+        std::fs::create_dir_all(&lib_dir).expect("mkdir onnxruntime");
+        std::fs::write(lib_dir.join("libonnxruntime.so.1.31.1"), b"").expect("write");
+        std::fs::write(lib_dir.join("README"), b"").expect("write");
+        let mut opts = BTreeMap::new();
+        opts.insert(
+            "onnxruntime".to_string(),
+            "/opt/ort/libonnxruntime.so".to_string(),
+        );
+        let c = library_candidates(&root.join("voice"), &opts);
+        assert_eq!(
+            c.first(),
+            Some(&PathBuf::from("/opt/ort/libonnxruntime.so"))
+        );
+        assert_eq!(c.last(), Some(&lib_dir.join("libonnxruntime.so.1.31.1")));
+        assert!(!c.iter().any(|p| p.ends_with("README")), "{c:?}");
+        std::fs::remove_dir_all(&root).expect("cleanup");
+    }
+
+    #[test]
+    fn threads_option_must_be_positive() {
+        let mut opts = BTreeMap::new();
+        assert_eq!(threads_option(&opts).expect("unset"), None);
+        opts.insert("threads".to_string(), "2".to_string());
+        assert_eq!(threads_option(&opts).expect("2"), Some(2));
+        opts.insert("threads".to_string(), "0".to_string());
+        assert!(threads_option(&opts).is_err());
+    }
+}
