@@ -336,12 +336,40 @@ pub fn phonemize(espeak: &Path, voice: &str, text: &str) -> Result<String, Backe
         )));
     }
     let ipa = String::from_utf8_lossy(&out.stdout);
-    Ok(ipa
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" "))
+    Ok(strip_language_flags(
+        &ipa.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" "),
+    ))
+}
+
+/// Drops espeak-ng's language switch marks such as `(en)` and `(fr)`: they
+/// are not phonemes, and `(`/`)` are in piper's map as punctuation.
+fn strip_language_flags(ipa: &str) -> String {
+    let mut out = String::with_capacity(ipa.len());
+    let mut rest = ipa;
+    while let Some(open) = rest.find('(') {
+        let after = &rest[open + 1..];
+        match after.find(')') {
+            Some(close)
+                if close > 0
+                    && after[..close]
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c == '-') =>
+            {
+                out.push_str(&rest[..open]);
+                rest = &after[close + 1..];
+            }
+            _ => {
+                out.push_str(&rest[..=open]);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 impl Backend for PiperVoice {
@@ -382,6 +410,15 @@ mod tests {
         assert_eq!(s[1], vec![("Is it".to_string(), Some('?'))]);
         // A dot inside a number does not end a clause.
         assert_eq!(s[2], vec![("Yes 3.5 times".to_string(), None)]);
+    }
+
+    #[test]
+    fn language_flags_are_dropped() {
+        assert_eq!(
+            strip_language_flags("də- (en)njˈuː jˈɔːk sˈɪti(fr) e"),
+            "də- njˈuː jˈɔːk sˈɪti e"
+        );
+        assert_eq!(strip_language_flags("a (b c) ( d"), "a (b c) ( d");
     }
 
     #[test]
