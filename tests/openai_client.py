@@ -26,6 +26,7 @@ from openai import OpenAI
 HERE = os.path.dirname(os.path.abspath(__file__))
 EMBED = "all-minilm-l6-v2"
 CHAT = "smollm2-135m-instruct"
+TTS = "piper-joe-medium"
 
 
 def free_port():
@@ -135,12 +136,29 @@ def main():
             except openai.BadRequestError as e:
                 assert e.status_code == 400
 
+        def speech_wav_and_pcm():
+            wav = client.audio.speech.create(
+                model=TTS, voice="alloy", input="Hello from brisk.", response_format="wav"
+            ).content
+            assert wav[:4] == b"RIFF" and len(wav) > 44 + 22050, len(wav)
+            pcm = client.audio.speech.create(
+                model=TTS, voice="alloy", input="Hello from brisk.", response_format="pcm"
+            ).content
+            # Raw 16-bit samples at 24 kHz: no header, at least half a second.
+            assert pcm[:4] != b"RIFF" and len(pcm) % 2 == 0 and len(pcm) > 24000, len(pcm)
+            try:
+                client.audio.speech.create(model=TTS, voice="alloy", input="x", response_format="mp3")
+                raise AssertionError("expected BadRequestError")
+            except openai.BadRequestError as e:
+                assert e.status_code == 400
+
         check("models.list", models_list)
         check("embeddings float", embeddings_float)
         check("embeddings base64 (SDK default)", embeddings_default_base64)
         check("chat completion", chat_plain)
         check("chat stream == plain", chat_stream_matches_plain)
         check("errors map to SDK exceptions", errors_map_to_sdk_exceptions)
+        check("audio.speech wav and pcm", speech_wav_and_pcm)
     finally:
         proc.terminate()
         try:

@@ -4,6 +4,8 @@
 //! - `candle-bert`: sentence embeddings (BERT family) on candle — feature `candle`
 //! - `candle-whisper`: speech recognition (Whisper, CTranslate2 `model.bin`)
 //!   on candle — feature `whisper`
+//! - `onnx-silero-vad`, `onnx-piper`, `onnx-ppocr`: voice activity
+//!   detection, text to speech and OCR on ONNX Runtime — feature `onnx`
 //! - `sim`: simulated model for tests and benchmarks (see [`sim`])
 
 use std::path::Path;
@@ -14,6 +16,8 @@ use brisk_core::{Backend, BackendError, Loader, ModelSource, Task};
 pub mod bert;
 #[cfg(feature = "llama")]
 pub mod llama;
+#[cfg(feature = "onnx")]
+pub mod onnx;
 pub mod sim;
 #[cfg(feature = "whisper")]
 pub mod whisper;
@@ -28,6 +32,12 @@ pub fn available_backends() -> &'static [&'static str] {
         "candle-llama",
         #[cfg(feature = "whisper")]
         "candle-whisper",
+        #[cfg(feature = "onnx")]
+        onnx::VAD,
+        #[cfg(feature = "onnx")]
+        onnx::PIPER,
+        #[cfg(feature = "onnx")]
+        onnx::OCR,
     ]
 }
 
@@ -69,6 +79,21 @@ impl Loader for BriskLoader {
             )?)),
             #[cfg(feature = "whisper")]
             "candle-whisper" => Ok(Box::new(whisper::WhisperModel::load(&source.path)?)),
+            #[cfg(feature = "onnx")]
+            onnx::VAD => Ok(Box::new(onnx::vad::SileroVad::load(
+                &source.path,
+                &source.options,
+            )?)),
+            #[cfg(feature = "onnx")]
+            onnx::PIPER => Ok(Box::new(onnx::piper::PiperVoice::load(
+                &source.path,
+                &source.options,
+            )?)),
+            #[cfg(feature = "onnx")]
+            onnx::OCR => Ok(Box::new(onnx::ocr::PpOcr::load(
+                &source.path,
+                &source.options,
+            )?)),
             other => Err(unknown(other)),
         }
     }
@@ -82,6 +107,8 @@ impl Loader for BriskLoader {
             "candle-llama" => llama::estimate_bytes(&source.path, &source.options),
             #[cfg(feature = "whisper")]
             "candle-whisper" => whisper::estimate_bytes(&source.path),
+            #[cfg(feature = "onnx")]
+            onnx::VAD | onnx::PIPER | onnx::OCR => onnx::estimate_bytes(&source.path),
             _ => None,
         }
     }
@@ -95,6 +122,12 @@ impl Loader for BriskLoader {
             "candle-llama" => Ok(Task::Generation),
             #[cfg(feature = "whisper")]
             "candle-whisper" => Ok(Task::Transcription),
+            #[cfg(feature = "onnx")]
+            onnx::VAD => Ok(Task::Vad),
+            #[cfg(feature = "onnx")]
+            onnx::PIPER => Ok(Task::Speech),
+            #[cfg(feature = "onnx")]
+            onnx::OCR => Ok(Task::Ocr),
             other => Err(unknown(other)),
         }
     }
@@ -147,6 +180,10 @@ pub fn detect(path: &Path) -> Option<&'static str> {
     #[cfg(feature = "whisper")]
     if path.is_dir() && whisper::looks_like_whisper(path) {
         return Some("candle-whisper");
+    }
+    #[cfg(feature = "onnx")]
+    if let Some(backend) = onnx::detect(path) {
+        return Some(backend);
     }
     let _ = path;
     None

@@ -18,6 +18,12 @@ pub enum Task {
     Embeddings,
     Generation,
     Transcription,
+    /// Voice activity detection: where in audio someone speaks.
+    Vad,
+    /// Text to speech.
+    Speech,
+    /// Optical character recognition: text lines in an image.
+    Ocr,
 }
 
 impl fmt::Display for Task {
@@ -26,6 +32,9 @@ impl fmt::Display for Task {
             Task::Embeddings => "embeddings",
             Task::Generation => "generation",
             Task::Transcription => "transcription",
+            Task::Vad => "vad",
+            Task::Speech => "speech",
+            Task::Ocr => "ocr",
         })
     }
 }
@@ -42,6 +51,12 @@ pub enum Request {
     Generate(GenerateRequest),
     /// Transcribe (or translate to English) 16 kHz mono audio.
     Transcribe(TranscribeRequest),
+    /// Find the speech in 16 kHz mono audio.
+    Vad(VadRequest),
+    /// Synthesize speech from text.
+    Speak(SpeakRequest),
+    /// Read the text lines in an image.
+    Ocr(OcrRequest),
 }
 
 impl Request {
@@ -51,6 +66,9 @@ impl Request {
             Request::Embed { .. } => Task::Embeddings,
             Request::Generate(_) => Task::Generation,
             Request::Transcribe(_) => Task::Transcription,
+            Request::Vad(_) => Task::Vad,
+            Request::Speak(_) => Task::Speech,
+            Request::Ocr(_) => Task::Ocr,
         }
     }
 }
@@ -194,6 +212,114 @@ pub enum Response {
     },
     Generate(Generation),
     Transcribe(Transcript),
+    Vad(VadResult),
+    Speech(SpeechAudio),
+    Ocr(OcrResult),
+}
+
+/// Audio to search for speech: 16 kHz mono samples in [-1, 1].
+pub struct VadRequest {
+    pub audio: Vec<f32>,
+    pub params: VadParams,
+}
+
+impl fmt::Debug for VadRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VadRequest")
+            .field("samples", &self.audio.len())
+            .field("params", &self.params)
+            .finish()
+    }
+}
+
+/// How speech probabilities become segments (silero's defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct VadParams {
+    /// A frame whose speech probability reaches this is speech.
+    pub threshold: f32,
+    /// Silence shorter than this does not end a segment.
+    pub min_silence_ms: u32,
+    /// Segments shorter than this are dropped.
+    pub min_speech_ms: u32,
+    /// Padding added on both sides of each segment.
+    pub speech_pad_ms: u32,
+}
+
+impl Default for VadParams {
+    fn default() -> Self {
+        Self {
+            threshold: 0.5,
+            min_silence_ms: 100,
+            min_speech_ms: 250,
+            speech_pad_ms: 30,
+        }
+    }
+}
+
+/// One stretch of speech, in seconds from the start of the audio.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SpeechSegment {
+    pub start: f64,
+    pub end: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VadResult {
+    /// Seconds of audio.
+    pub duration: f64,
+    pub segments: Vec<SpeechSegment>,
+}
+
+/// Text to synthesize.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpeakRequest {
+    pub text: String,
+    /// A speaker of a multi-speaker voice; `None` = the model's default.
+    pub voice: Option<String>,
+    /// Speaking rate: 1.0 normal, 2.0 twice as fast.
+    pub speed: f32,
+}
+
+/// Synthesized mono audio, samples in [-1, 1].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpeechAudio {
+    pub sample_rate: u32,
+    pub samples: Vec<f32>,
+}
+
+/// A decoded image: `width * height` RGB pixels, row-major.
+pub struct OcrRequest {
+    pub width: u32,
+    pub height: u32,
+    pub rgb: Vec<u8>,
+}
+
+impl fmt::Debug for OcrRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OcrRequest")
+            .field("width", &self.width)
+            .field("height", &self.height)
+            .finish()
+    }
+}
+
+/// One recognised line of text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OcrLine {
+    pub text: String,
+    /// Mean probability of the recognised characters, in [0, 1].
+    pub confidence: f32,
+    /// Corners in pixels of the input image: top-left, top-right,
+    /// bottom-right, bottom-left.
+    pub bbox: [[f32; 2]; 4],
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OcrResult {
+    pub width: u32,
+    pub height: u32,
+    /// Lines in reading order (top to bottom, then left to right).
+    pub lines: Vec<OcrLine>,
 }
 
 /// Errors a backend reports. The HTTP edge maps each variant to one status.

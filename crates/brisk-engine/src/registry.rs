@@ -460,7 +460,10 @@ impl Registry {
             .await
             .clone();
         // Hashing hours of audio takes a while: keep it off the runtime.
-        let (key, request) = if matches!(request, Request::Transcribe(_)) {
+        let (key, request) = if matches!(
+            request,
+            Request::Transcribe(_) | Request::Vad(_) | Request::Ocr(_)
+        ) {
             let name = model.to_string();
             tokio::task::spawn_blocking(move || {
                 (cache::cache_key(&name, &revision, &request), request)
@@ -858,6 +861,26 @@ fn check_shape(request: &Request) -> Result<(), EngineError> {
             }
             Ok(())
         }
+        Request::Vad(v) => {
+            if v.audio.is_empty() {
+                return Err(EngineError::InvalidInput("the audio is empty".into()));
+            }
+            Ok(())
+        }
+        Request::Speak(s) => {
+            if s.text.trim().is_empty() {
+                return Err(EngineError::InvalidInput(
+                    "'input' must contain text".into(),
+                ));
+            }
+            Ok(())
+        }
+        Request::Ocr(o) => {
+            if o.width == 0 || o.height == 0 {
+                return Err(EngineError::InvalidInput("the image is empty".into()));
+            }
+            Ok(())
+        }
         Request::Generate(g) => {
             match &g.prompt {
                 brisk_core::Prompt::Chat(m) if m.is_empty() => {
@@ -907,5 +930,11 @@ fn count_tokens(
         Request::Generate(_) => Ok(1),
         // Batches of audio are bounded by request count; weigh by seconds.
         Request::Transcribe(t) => Ok(t.audio.len() / 16_000 + 1),
+        Request::Vad(v) => Ok(v.audio.len() / 16_000 + 1),
+        // Speech length grows with the text; a rough token count is enough
+        // to keep one batch from holding a whole book.
+        Request::Speak(s) => Ok(s.text.len() / 4 + 1),
+        // One image at a time weighs about as much as any other.
+        Request::Ocr(_) => Ok(1),
     }
 }

@@ -5,6 +5,7 @@ use axum::extract::{Multipart, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use brisk_core::{Request, TranscribeRequest, Transcript};
+use brisk_engine::{CacheMode, CacheStatus};
 use serde_json::json;
 
 use crate::error::AppError;
@@ -48,6 +49,8 @@ struct Form {
     prompt: Option<String>,
     temperature: f32,
     format: Format,
+    /// `chunking_strategy`: cut at silences found by a VAD model.
+    chunking: Option<brisk_core::VadParams>,
 }
 
 async fn read_form(mut mp: Multipart) -> Result<Form, AppError> {
@@ -58,6 +61,7 @@ async fn read_form(mut mp: Multipart) -> Result<Form, AppError> {
     let mut prompt = None;
     let mut temperature = 0.0f32;
     let mut format = Format::Json;
+    let mut chunking = None;
     while let Some(field) = mp.next_field().await.map_err(multipart_error)? {
         let name = field.name().unwrap_or_default().to_string();
         if name == "file" {
@@ -82,6 +86,9 @@ async fn read_form(mut mp: Multipart) -> Result<Form, AppError> {
                     })?;
             }
             "response_format" => format = Format::parse(&text)?,
+            "chunking_strategy" if !text.is_empty() => {
+                chunking = Some(crate::chunking::parse(&text)?)
+            }
             _ => {}
         }
     }
@@ -107,6 +114,7 @@ async fn read_form(mut mp: Multipart) -> Result<Form, AppError> {
         prompt,
         temperature,
         format,
+        chunking,
     })
 }
 
@@ -143,7 +151,7 @@ async fn run(
     mp: Multipart,
     translate: bool,
 ) -> Result<Response, AppError> {
-    let form = read_form(mp).await?;
+    let mut form = read_form(mp).await?;
     // Fail fast on an unknown model or task before decoding any audio.
     let task = state.registry.task_of(&form.model)?;
     if task != brisk_core::Task::Transcription {
@@ -153,7 +161,7 @@ async fn run(
         ));
     }
     let max_seconds = state.config.server.max_audio_seconds;
-    let bytes = form.file;
+    let bytes = std::mem::take(&mut form.file);
     // Decoding and resampling are CPU work: off the async runtime, and off
     // the model thread so the model keeps serving others meanwhile.
     let audio =
@@ -164,30 +172,104 @@ async fn run(
                     brisk_core::BackendError::Inference(e.to_string()),
                 ))
             })??;
+    let mode = crate::cache::mode(headers);
+    let (t, status) = match form.chunking {
+        None => transcribe(&state, &form, audio, translate, mode).await?,
+        Some(params) => transcribe_chunked(&state, &form, audio, translate, params, mode).await?,
+    };
+    Ok(crate::cache::tag(
+        render(&t, form.format, translate),
+        status,
+    ))
+}
+
+async fn transcribe(
+    state: &AppState,
+    form: &Form,
+    audio: Vec<f32>,
+    translate: bool,
+    mode: CacheMode,
+) -> Result<(Transcript, CacheStatus), AppError> {
     let request = Request::Transcribe(TranscribeRequest {
         audio,
-        language: form.language,
-        prompt: form.prompt,
+        language: form.language.clone(),
+        prompt: form.prompt.clone(),
         temperature: form.temperature,
         translate,
     });
-    let mode = crate::cache::mode(headers);
-    let (t, status) = match state
+    match state
         .registry
         .infer_with(&form.model, request, mode)
         .await?
     {
-        (brisk_core::Response::Transcribe(t), status) => (t, status),
+        (brisk_core::Response::Transcribe(t), status) => Ok((t, status)),
+        (other, _) => Err(AppError::Engine(brisk_engine::EngineError::Backend(
+            brisk_core::BackendError::Inference(format!("unexpected reply {other:?}")),
+        ))),
+    }
+}
+
+/// Finds the speech with the first VAD model, transcribes each piece of
+/// speech (concurrently: the pieces batch) and stitches the transcripts.
+/// Each piece is cached on its own; the response is a hit only when every
+/// piece was.
+async fn transcribe_chunked(
+    state: &AppState,
+    form: &Form,
+    audio: Vec<f32>,
+    translate: bool,
+    params: brisk_core::VadParams,
+    mode: CacheMode,
+) -> Result<(Transcript, CacheStatus), AppError> {
+    let vad_model = state
+        .registry
+        .status()
+        .into_iter()
+        .filter(|m| m.task == brisk_core::Task::Vad)
+        .map(|m| m.name)
+        .min()
+        .ok_or_else(|| {
+            AppError::bad(
+                "chunking_strategy needs a voice activity detection model; none is configured",
+                "chunking_strategy",
+            )
+        })?;
+    let duration = audio.len() as f64 / 16_000.0;
+    // The VAD gets its own copy: the pieces are cut from `audio` afterwards.
+    let request = Request::Vad(brisk_core::VadRequest {
+        audio: audio.clone(),
+        params,
+    });
+    let segments = match state.registry.infer(&vad_model, request).await? {
+        brisk_core::Response::Vad(v) => v.segments,
         other => {
             return Err(AppError::Engine(brisk_engine::EngineError::Backend(
                 brisk_core::BackendError::Inference(format!("unexpected reply {other:?}")),
             )))
         }
     };
-    Ok(crate::cache::tag(
-        render(&t, form.format, translate),
-        status,
-    ))
+    let pieces = crate::chunking::plan(&segments);
+    let at = |s: f64| ((s * 16_000.0) as usize).min(audio.len());
+    let results = futures_util::future::join_all(pieces.iter().map(|&(start, end)| {
+        let piece = audio[at(start)..at(end)].to_vec();
+        transcribe(state, form, piece, translate, mode)
+    }))
+    .await;
+    let mut done = Vec::with_capacity(pieces.len());
+    let mut statuses = Vec::with_capacity(pieces.len());
+    for (piece, result) in pieces.into_iter().zip(results) {
+        let (t, status) = result?;
+        statuses.push(status);
+        done.push((piece, t));
+    }
+    let status = if !statuses.is_empty() && statuses.iter().all(|s| *s == CacheStatus::Hit) {
+        CacheStatus::Hit
+    } else if statuses.iter().any(|s| *s == CacheStatus::Miss) {
+        CacheStatus::Miss
+    } else {
+        CacheStatus::Bypass
+    };
+    Ok((crate::chunking::stitch(done, duration), status))
 }
 
 fn render(t: &Transcript, format: Format, translate: bool) -> Response {

@@ -1,4 +1,4 @@
-//! Audio decoding for the transcription endpoints, when the build has it.
+//! Audio and image decoding for the upload endpoints, when the build has it.
 
 use crate::error::AppError;
 
@@ -16,4 +16,46 @@ pub fn decode_audio(_bytes: &[u8], _max_seconds: f64) -> Result<Vec<f32>, AppErr
         "this build of brisk has no audio decoder (feature 'whisper')",
         "file",
     ))
+}
+
+/// Decodes a png, jpeg or webp upload to RGB for OCR.
+#[cfg(feature = "onnx")]
+pub fn decode_image(bytes: &[u8]) -> Result<brisk_core::OcrRequest, AppError> {
+    brisk_backends::onnx::ocr::decode_image(bytes)
+        .map_err(|e| AppError::Engine(brisk_engine::EngineError::Backend(e)))
+}
+
+#[cfg(not(feature = "onnx"))]
+pub fn decode_image(_bytes: &[u8]) -> Result<brisk_core::OcrRequest, AppError> {
+    Err(AppError::bad(
+        "this build of brisk has no image decoder (feature 'onnx')",
+        "file",
+    ))
+}
+
+/// Resamples mono audio (for OpenAI's 24 kHz `pcm` speech format).
+#[cfg(feature = "whisper")]
+pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>, AppError> {
+    brisk_backends::whisper::audio::resample(samples, from, to)
+        .map_err(|e| AppError::Engine(brisk_engine::EngineError::Backend(e)))
+}
+
+#[cfg(not(feature = "whisper"))]
+pub fn resample(_samples: &[f32], _from: u32, _to: u32) -> Result<Vec<f32>, AppError> {
+    Err(AppError::bad(
+        "this build of brisk cannot resample audio (feature 'whisper'); use response_format wav",
+        "response_format",
+    ))
+}
+
+/// Runs CPU-heavy decoding off the async runtime (and off the model thread,
+/// so the model keeps serving others meanwhile).
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, AppError> + Send + 'static,
+) -> Result<T, AppError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        AppError::Engine(brisk_engine::EngineError::Backend(
+            brisk_core::BackendError::Inference(e.to_string()),
+        ))
+    })?
 }

@@ -20,3 +20,6 @@ pub const HF_HOME: &str = "HF_HOME";
 pub const API_KEYS: &str = "BRISK_API_KEYS";
 /// Admin keys, comma-separated (added to `auth.admin_keys`).
 pub const ADMIN_KEYS: &str = "BRISK_ADMIN_KEYS";
+/// The ONNX Runtime library file for the ONNX backends (read by the backends;
+/// default: `libonnxruntime.so*` in the models folder's `onnxruntime/`).
+pub const ORT_DYLIB_PATH: &str = "ORT_DYLIB_PATH";

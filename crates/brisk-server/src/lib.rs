@@ -7,15 +7,20 @@ pub mod bench;
 pub mod bench_pipeline;
 pub mod cache;
 pub mod chat;
+mod chunking;
 pub mod config;
 mod decode;
 pub mod embeddings;
 pub mod env;
 pub mod error;
 pub mod observe;
+pub mod ocr;
 pub mod pipelines;
 pub mod routes;
 pub mod serve;
+pub mod speech;
+mod uploads;
+pub mod vad;
 
 use std::sync::Arc;
 

@@ -107,6 +107,13 @@ struct EmbeddingOptions {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct SpeechOptions {
+    voice: Option<String>,
+    speed: Option<f32>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct TranscriptionOptions {
     language: Option<String>,
     prompt: Option<String>,
@@ -157,6 +164,8 @@ enum Kind {
         params: GenerateParams,
         system: Option<String>,
     },
+    /// Text to speech (the tutor's spoken feedback in seed 002).
+    Speak(SpeechOptions),
 }
 
 #[derive(Debug, Clone)]
@@ -188,6 +197,8 @@ fn output_fields(task: Task) -> &'static [&'static str] {
         Task::Transcription => &["text", "language", "duration", "segments"],
         Task::Embeddings => &["embeddings", "dimensions", "prompt_tokens"],
         Task::Generation => &["text", "finish_reason", "usage"],
+        Task::Speech => &["audio", "sample_rate", "duration", "format"],
+        Task::Vad | Task::Ocr => &[],
     }
 }
 
@@ -345,6 +356,21 @@ impl Pipeline {
                         params,
                         system: s.system.clone(),
                     }
+                }
+                Task::Speech => {
+                    if s.system.is_some() {
+                        return Err(err("'system' is only for generation steps".into()));
+                    }
+                    let o: SpeechOptions = options.try_into().map_err(bad_options)?;
+                    if o.speed.is_some_and(|v| !(0.25..=4.0).contains(&v)) {
+                        return Err(err("speed must be in [0.25, 4]".into()));
+                    }
+                    Kind::Speak(o)
+                }
+                Task::Vad | Task::Ocr => {
+                    return Err(err(format!(
+                        "{task} models cannot be pipeline steps yet (use /v1/audio/vad or /v1/ocr)"
+                    )))
                 }
             };
             let mut inputs = Vec::new();
@@ -642,6 +668,17 @@ async fn run_step(state: AppState, step: Step, ctx: StepContext) -> Result<Value
                 .infer_with(&step.model, req, CacheMode::Use)
                 .await?
         }
+        Kind::Speak(o) => {
+            let req = Request::Speak(brisk_core::SpeakRequest {
+                text: ctx.text(&step.source)?,
+                voice: o.voice.clone(),
+                speed: o.speed.unwrap_or(1.0),
+            });
+            state
+                .registry
+                .infer_with(&step.model, req, CacheMode::Use)
+                .await?
+        }
     };
     let (reply, cache) = reply;
     let mut out = match reply {
@@ -671,6 +708,21 @@ async fn run_step(state: AppState, step: Step, ctx: StepContext) -> Result<Value
                 "total_tokens": g.prompt_tokens + g.completion_tokens,
             },
         }),
+        TaskResponse::Speech(a) => {
+            use base64::Engine as _;
+            let wav = brisk_backends::whisper::audio::encode_wav_i16(&a.samples, a.sample_rate, 1);
+            json!({
+                "format": "wav",
+                "sample_rate": a.sample_rate,
+                "duration": a.samples.len() as f64 / f64::from(a.sample_rate.max(1)),
+                "audio": base64::engine::general_purpose::STANDARD.encode(wav),
+            })
+        }
+        other => {
+            return Err(AppError::Engine(EngineError::Backend(
+                brisk_core::BackendError::Inference(format!("unexpected reply {other:?}")),
+            )))
+        }
     };
     // Which steps the result cache answered (a repeated clip, say).
     out["cache"] = json!(cache.as_str());

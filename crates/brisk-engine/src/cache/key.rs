@@ -124,6 +124,27 @@ pub fn cache_key(model: &str, revision: &str, request: &Request) -> Option<Key> 
             e.opt_str(t.prompt.as_deref());
             e.tag(u8::from(t.translate));
         }
+        Request::Vad(v) => {
+            e.tag(4);
+            e.samples(&v.audio);
+            e.f64(f64::from(v.params.threshold));
+            e.u64(u64::from(v.params.min_silence_ms));
+            e.u64(u64::from(v.params.min_speech_ms));
+            e.u64(u64::from(v.params.speech_pad_ms));
+        }
+        Request::Speak(t) => {
+            e.tag(5);
+            e.str(&t.text);
+            e.opt_str(t.voice.as_deref());
+            e.f64(f64::from(t.speed));
+        }
+        Request::Ocr(o) => {
+            e.tag(6);
+            e.u64(u64::from(o.width));
+            e.u64(u64::from(o.height));
+            e.u64(o.rgb.len() as u64);
+            e.0.update(&o.rgb);
+        }
     }
     Some(e.finish())
 }
@@ -135,6 +156,9 @@ pub fn deterministic(request: &Request) -> bool {
         Request::Embed { .. } => true,
         Request::Generate(g) => g.params.temperature <= 0.0 || g.params.seed.is_some(),
         Request::Transcribe(t) => t.temperature <= 0.0,
+        // Piper samples noise, but one rendering of a sentence is as good as
+        // another: caching repeated phrases is what the seeds' lru_cache did.
+        Request::Vad(_) | Request::Speak(_) | Request::Ocr(_) => true,
     }
 }
 
@@ -143,7 +167,11 @@ pub fn deterministic(request: &Request) -> bool {
 pub fn storable(response: &Response) -> bool {
     match response {
         Response::Generate(g) => g.finish_reason != brisk_core::FinishReason::Cancelled,
-        Response::Embed { .. } | Response::Transcribe(_) => true,
+        Response::Embed { .. }
+        | Response::Transcribe(_)
+        | Response::Vad(_)
+        | Response::Speech(_)
+        | Response::Ocr(_) => true,
     }
 }
 

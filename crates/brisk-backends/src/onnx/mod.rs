@@ -1,0 +1,54 @@
+//! ONNX models on ONNX Runtime: silero VAD ([`vad`]), piper text to speech
+//! ([`piper`]) and PP-OCR ([`ocr`]).
+//!
+//! ONNX Runtime is not linked: `ort` loads `libonnxruntime.so` at run time
+//! (see [`runtime`]), so the build stays free of C++ and of build-time
+//! downloads, and a build without the library still serves other models.
+
+pub mod ocr;
+pub mod piper;
+pub mod runtime;
+pub mod vad;
+
+use std::path::Path;
+
+use brisk_core::BackendError;
+
+/// Backend names, as used in configuration.
+pub const VAD: &str = "onnx-silero-vad";
+pub const PIPER: &str = "onnx-piper";
+pub const OCR: &str = "onnx-ppocr";
+
+/// Which ONNX backend serves the model folder at `path`, if any.
+pub fn detect(path: &Path) -> Option<&'static str> {
+    if !path.is_dir() {
+        return None;
+    }
+    if vad::looks_like_silero(path) {
+        Some(VAD)
+    } else if piper::looks_like_piper(path) {
+        Some(PIPER)
+    } else if ocr::looks_like_ppocr(path) {
+        Some(OCR)
+    } else {
+        None
+    }
+}
+
+/// Sum of the `.onnx` file sizes under `path`: ONNX Runtime keeps about
+/// one copy of the weights resident.
+pub fn estimate_bytes(path: &Path) -> Option<u64> {
+    let total: u64 = std::fs::read_dir(path)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "onnx"))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    (total > 0).then_some(total)
+}
+
+/// Maps an `ort` error to an inference failure.
+pub(crate) fn ort_err(what: &str) -> impl Fn(ort::Error) -> BackendError + '_ {
+    move |e| BackendError::Inference(format!("{what}: {e}"))
+}

@@ -1,0 +1,44 @@
+//! `POST /v1/ocr`: the text lines in an uploaded image (png, jpeg or webp).
+//!
+//! Multipart: `file` and `model`. The reply has the whole text (lines joined
+//! by newlines) and every line with its confidence and box corners (pixels:
+//! top-left, top-right, bottom-right, bottom-left).
+
+use axum::extract::{Multipart, State};
+use axum::response::{IntoResponse, Response};
+use brisk_core::{Request, Task};
+use serde_json::json;
+
+use crate::error::AppError;
+use crate::{decode, uploads, AppState};
+
+pub async fn recognize(State(state): State<AppState>, mp: Multipart) -> Result<Response, AppError> {
+    let upload = uploads::read(mp).await?;
+    uploads::check_task(&state, &upload.model, Task::Ocr)?;
+    let bytes = upload.file;
+    let image = decode::blocking(move || decode::decode_image(&bytes)).await?;
+    match state
+        .registry
+        .infer(&upload.model, Request::Ocr(image))
+        .await?
+    {
+        brisk_core::Response::Ocr(r) => {
+            let text = r
+                .lines
+                .iter()
+                .map(|l| l.text.as_str())
+                .collect::<Vec<_>>()
+                .join("\n");
+            Ok(axum::Json(json!({
+                "object": "ocr",
+                "model": upload.model,
+                "width": r.width,
+                "height": r.height,
+                "text": text,
+                "lines": r.lines,
+            }))
+            .into_response())
+        }
+        other => Err(uploads::unexpected(&other)),
+    }
+}
