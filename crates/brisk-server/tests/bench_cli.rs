@@ -1,0 +1,103 @@
+//! `brisk bench coldstart --policies`: the real binary benchmarks itself on
+//! a sim model whose load takes a known time, so each policy's trade-off
+//! (ready late vs first response late) must show in the numbers.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+
+const LOAD_MS: f64 = 300.0;
+
+fn sim_config(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("brisk-bench-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmpdir");
+    let path = dir.join("sim.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nmodels_dir = {dir:?}\ndiscover = false\n\
+             [models.slow]\nbackend = \"sim\"\nsource = \"slow\"\noptions = {{ load_ms = {LOAD_MS} }}\n"
+        ),
+    )
+    .expect("write config");
+    path
+}
+
+fn bench(config: &PathBuf, extra: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_brisk"))
+        .args(["bench", "coldstart", "--runs", "1", "--model", "slow"])
+        .arg("--config")
+        .arg(config)
+        .args(extra)
+        .env_remove("BRISK_CONFIG")
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("run brisk bench");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn median(v: &Value, policy: &str, field: &str) -> f64 {
+    let row = v["policies"]
+        .as_array()
+        .expect("policies array")
+        .iter()
+        .find(|r| r["policy"] == policy)
+        .unwrap_or_else(|| panic!("no {policy} row in {v}"));
+    match field {
+        "first" => row["summary"]["first_response_ms_median"][0][1].as_f64(),
+        f => row["summary"][f].as_f64(),
+    }
+    .unwrap_or_else(|| panic!("{policy}.{field} missing in {row}"))
+}
+
+#[test]
+fn policy_comparison_shows_each_policys_trade_off_in_table_and_json() {
+    let config = sim_config("cmp");
+    let (ok, stdout, stderr) = bench(&config, &["--policies", "lazy,preload,background"]);
+    assert!(ok, "bench failed: {stderr}\n{stdout}");
+    for p in ["lazy", "preload", "background"] {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(p)),
+            "no table row for {p}:\n{stdout}"
+        );
+    }
+    let json: Value = serde_json::from_str(stdout.lines().last().expect("json line"))
+        .unwrap_or_else(|e| panic!("last line is not JSON ({e}):\n{stdout}"));
+    // preload: not ready until the model is loaded.
+    assert!(median(&json, "preload", "ready_ms_median") >= LOAD_MS);
+    // lazy and background: ready at once, long before the load finishes.
+    assert!(median(&json, "lazy", "ready_ms_median") < LOAD_MS);
+    assert!(median(&json, "background", "ready_ms_median") < LOAD_MS);
+    // Every policy pays the load before its first response.
+    for p in ["lazy", "preload", "background"] {
+        assert!(median(&json, p, "first") >= LOAD_MS, "{p}: {json}");
+        assert!(median(&json, p, "live_ms_median") < LOAD_MS, "{p}: {json}");
+    }
+}
+
+#[test]
+fn a_missed_target_exits_non_zero_naming_the_policy() {
+    let config = sim_config("target");
+    let (ok, stdout, stderr) = bench(
+        &config,
+        &["--policies", "lazy,preload", "--ready-target-ms", "150"],
+    );
+    assert!(!ok, "preload cannot be ready in 150 ms:\n{stdout}");
+    assert!(stderr.contains("preload: exec -> ready"), "{stderr}");
+    assert!(!stderr.contains("lazy:"), "lazy met the target: {stderr}");
+    // The table and JSON are still printed before the failure.
+    assert!(stdout.contains("\"policies\""), "{stdout}");
+}
+
+#[test]
+fn an_unknown_policy_is_rejected_before_anything_starts() {
+    let config = sim_config("unknown");
+    let (ok, _, stderr) = bench(&config, &["--policies", "eager"]);
+    assert!(!ok);
+    assert!(stderr.contains("unknown policy \"eager\""), "{stderr}");
+}
