@@ -5,6 +5,7 @@ pub mod audio;
 pub mod bench;
 pub mod chat;
 pub mod config;
+pub mod dashboard;
 mod decode;
 pub mod embeddings;
 pub mod env;
