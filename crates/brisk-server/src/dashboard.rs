@@ -42,7 +42,33 @@ mod tests {
             "/v1/cache/stats",
             "/v2/health/ready",
         ] {
-            assert!(PAGE.contains(&format!("\"{path}\"")), "page no longer polls {path}");
+            assert!(
+                PAGE.contains(&format!("\"{path}\"")),
+                "page no longer polls {path}"
+            );
         }
+    }
+
+    #[tokio::test]
+    async fn the_router_serves_the_page_at_root() {
+        use tower::ServiceExt;
+        let mut config =
+            crate::config::Config::from_toml(crate::config::EMBEDDED_DEFAULT).expect("default");
+        config.server.models_dir = std::env::temp_dir().join("brisk-dashboard-no-models");
+        let state = crate::build_state(
+            config,
+            brisk_engine::Timeline::new(std::time::Instant::now()),
+        )
+        .expect("state");
+        let req = axum::http::Request::get("/")
+            .body(axum::body::Body::empty())
+            .expect("request");
+        let resp = crate::router(state).oneshot(req).await.expect("infallible");
+        assert_eq!(resp.status(), 200);
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .expect("body")
+            .to_bytes();
+        assert_eq!(body, PAGE.as_bytes());
     }
 }
