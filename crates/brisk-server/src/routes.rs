@@ -9,7 +9,7 @@ use axum::Router;
 use serde_json::json;
 
 use crate::error::AppError;
-use crate::{audio, chat, dashboard, embeddings, observe, AppState};
+use crate::{audio, chat, embeddings, observe, AppState};
 
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.server.max_body_bytes;
@@ -20,7 +20,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audio/translations", post(audio::translations))
         .layer(axum::extract::DefaultBodyLimit::max(max_audio));
     Router::new()
-        .route("/", get(dashboard::page))
+        .route("/", get(crate::dashboard::page))
         .route("/v2/health/live", get(live))
         .route("/v2/health/ready", get(ready))
         .route("/v2/models/{model}/ready", get(model_ready))
