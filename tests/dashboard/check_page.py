@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Checks the dashboard as headless Chromium rendered it (stdlib only).
 
-Usage: check_page.py DOM_HTML SCREENSHOT_PNG MODEL [MODEL ...]
+Usage: check_page.py [--cache] DOM_HTML SCREENSHOT_PNG MODEL [MODEL ...]
 
 DOM: every MODEL has a row filled in by the page's JavaScript, the startup
 timeline has one load bar per loaded model, traffic to /v1/embeddings shows
 in the endpoint table, the readiness pill says "ready" and the error box is
-hidden. PNG: the expected size, and not a blank page (many distinct colours,
+hidden. The cache panel shows a hit rate and the memory tier with
+--cache (the server has /v1/cache/stats), else "n/a". PNG: the expected size, and not a blank page (many distinct colours,
 a good share of pixels away from the background).
 """
 import re
@@ -18,6 +19,19 @@ import zlib
 def fail(msg):
     print(f"check_page: FAIL: {msg}", file=sys.stderr)
     sys.exit(1)
+
+
+def check_cache(html, has_cache):
+    card = re.search(r'<div class="value" id="c-cache">(.*?)</div>', html, re.S)
+    value = card.group(1).strip() if card else None
+    if has_cache:
+        if not value or not re.fullmatch(r"\d+(\.\d)?%", value):
+            fail(f"cache hit rate card shows {value!r}, expected a percentage")
+        if 'data-tier="memory"' not in html:
+            fail("cache table has no memory tier row")
+    elif value != "n/a":
+        fail(f"cache hit rate card shows {value!r} without a cache endpoint, expected n/a")
+    print(f"check_page: cache panel ok: {value}")
 
 
 def check_dom(html, models):
@@ -115,8 +129,14 @@ def check_png(path, want_w, want_h):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 4:
+    args = sys.argv[1:]
+    has_cache = bool(args) and args[0] == "--cache"
+    if has_cache:
+        args = args[1:]
+    if len(args) < 3:
         fail(__doc__)
-    with open(sys.argv[1], encoding="utf-8") as f:
-        check_dom(f.read(), sys.argv[3:])
-    check_png(sys.argv[2], 1280, 1100)
+    with open(args[0], encoding="utf-8") as f:
+        html = f.read()
+    check_dom(html, args[2:])
+    check_cache(html, has_cache)
+    check_png(args[1], 1280, 1100)
