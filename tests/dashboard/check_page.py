@@ -40,11 +40,15 @@ def check_dom(html, models):
         if not row:
             fail(f"no row for model {m} (JS did not fill the table)")
         cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(1), re.S)
-        if len(cells) != 11:
-            fail(f"row {m} has {len(cells)} cells, expected 11")
+        if len(cells) != 12:
+            fail(f"row {m} has {len(cells)} cells, expected 12")
         state = re.sub(r"<[^>]+>", "", cells[3]).strip()
         if state not in {"ready", "loading", "unloaded", "evicted", "failed"}:
             fail(f"row {m} has state {state!r}")
+    waiting = [re.sub(r"<[^>]+>", "", c).strip() for c in
+               re.findall(r'<tr data-model="[^"]+">(?:.*?<td[^>]*>){9}(.*?)</td>', html, re.S)]
+    if not any(w.isdigit() for w in waiting):
+        fail(f"no model shows a brisk_queue_depth in the waiting column: {waiting}")
     bars = html.count('class="load-bar"')
     if bars < 1:
         fail("startup timeline has no load bars")
@@ -136,7 +140,9 @@ if __name__ == "__main__":
     if len(args) < 3:
         fail(__doc__)
     with open(args[0], encoding="utf-8") as f:
-        html = f.read()
+        # Only what the page rendered: the script's own template strings
+        # must not satisfy a check.
+        html = re.sub(r"<script.*?</script>", "", f.read(), flags=re.S)
     check_dom(html, args[2:])
     check_cache(html, has_cache)
     check_png(args[1], 1280, 1100)
