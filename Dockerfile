@@ -12,7 +12,9 @@
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 # Manifests first, so a source-only change reuses the dependency layer
-# (cargo fetch needs every member's manifest and a stub target).
+# (cargo fetch needs every member's manifest and stubs of its declared
+# targets). The C compiler of the Rust image builds the bundled C sources
+# some dependencies carry.
 COPY Cargo.toml Cargo.lock ./
 COPY crates/brisk-core/Cargo.toml crates/brisk-core/Cargo.toml
 COPY crates/brisk-engine/Cargo.toml crates/brisk-engine/Cargo.toml
@@ -21,7 +23,9 @@ COPY crates/brisk-server/Cargo.toml crates/brisk-server/Cargo.toml
 RUN for c in brisk-core brisk-engine brisk-backends brisk-server; do \
       mkdir -p "crates/$c/src" && touch "crates/$c/src/lib.rs"; \
     done \
- && echo 'fn main() {}' > crates/brisk-server/src/main.rs \
+ && mkdir -p crates/brisk-backends/examples \
+ && for t in crates/brisk-server/src/main.rs crates/brisk-backends/examples/llama_bench.rs \
+             crates/brisk-backends/examples/whisper_bench.rs; do echo 'fn main() {}' > "$t"; done \
  && cargo fetch --locked
 COPY crates crates
 RUN cargo build --release --locked -p brisk-server --bin brisk \
