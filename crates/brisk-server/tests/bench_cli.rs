@@ -9,7 +9,17 @@ use serde_json::Value;
 
 const LOAD_MS: f64 = 300.0;
 
-fn sim_config(name: &str) -> PathBuf {
+/// A temp dir removed when the test ends, pass or fail.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A config with one sim model, `slow`, whose load takes `LOAD_MS`.
+fn sim_config(name: &str) -> (TempDir, PathBuf) {
     let dir = std::env::temp_dir().join(format!("brisk-bench-cli-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("tmpdir");
     let path = dir.join("sim.toml");
@@ -21,7 +31,7 @@ fn sim_config(name: &str) -> PathBuf {
         ),
     )
     .expect("write config");
-    path
+    (TempDir(dir), path)
 }
 
 fn bench(config: &PathBuf, extra: &[&str]) -> (bool, String, String) {
@@ -57,7 +67,7 @@ fn median(v: &Value, policy: &str, field: &str) -> f64 {
 
 #[test]
 fn policy_comparison_shows_each_policys_trade_off_in_table_and_json() {
-    let config = sim_config("cmp");
+    let (_dir, config) = sim_config("cmp");
     let (ok, stdout, stderr) = bench(&config, &["--policies", "lazy,preload,background"]);
     assert!(ok, "bench failed: {stderr}\n{stdout}");
     for p in ["lazy", "preload", "background"] {
@@ -82,7 +92,7 @@ fn policy_comparison_shows_each_policys_trade_off_in_table_and_json() {
 
 #[test]
 fn a_missed_target_exits_non_zero_naming_the_policy() {
-    let config = sim_config("target");
+    let (_dir, config) = sim_config("target");
     let (ok, stdout, stderr) = bench(
         &config,
         &["--policies", "lazy,preload", "--ready-target-ms", "150"],
@@ -96,8 +106,87 @@ fn a_missed_target_exits_non_zero_naming_the_policy() {
 
 #[test]
 fn an_unknown_policy_is_rejected_before_anything_starts() {
-    let config = sim_config("unknown");
+    let (_dir, config) = sim_config("unknown");
     let (ok, _, stderr) = bench(&config, &["--policies", "eager"]);
     assert!(!ok);
     assert!(stderr.contains("unknown policy \"eager\""), "{stderr}");
+}
+
+/// Kills the spawned server when the test ends, pass or fail.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn bench_load_reports_throughput_percentiles_and_status_counts() {
+    let (_dir, config) = sim_config("load");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let server = Server(
+        Command::new(env!("CARGO_BIN_EXE_brisk"))
+            .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
+            .arg("--config")
+            .arg(&config)
+            .env_remove("BRISK_CONFIG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn brisk serve"),
+    );
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let t0 = std::time::Instant::now();
+    while !matches!(
+        brisk_server::bench::http(addr, "GET", "/v2/health/live", None),
+        Ok((200, _))
+    ) {
+        assert!(t0.elapsed().as_secs() < 10, "brisk did not come up");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_brisk"))
+        .args([
+            "bench",
+            "load",
+            "--addr",
+            &addr.to_string(),
+            "--model",
+            "slow",
+        ])
+        .args(["--concurrency", "4", "--requests", "60"])
+        .args(["--pid", &server.0.id().to_string()])
+        .output()
+        .expect("run brisk bench load");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s: Value = serde_json::from_str(&stdout).expect("JSON summary");
+    assert_eq!(s["requests"], 60, "{s}");
+    assert_eq!(s["ok"], 60, "{s}");
+    assert_eq!(s["errors"], 0, "{s}");
+    assert_eq!(s["status_counts"], serde_json::json!([[200, 60]]), "{s}");
+    let p = |k: &str| {
+        s[k].as_f64()
+            .unwrap_or_else(|| panic!("{k} missing in {s}"))
+    };
+    // The first request waits for the lazy sim load, so the tail is long.
+    assert!(p("max_ms") >= LOAD_MS, "{s}");
+    assert!(
+        p("p50_ms") <= p("p90_ms") && p("p90_ms") <= p("p99_ms"),
+        "{s}"
+    );
+    assert!(p("p99_ms") <= p("max_ms"), "{s}");
+    assert!(p("requests_per_s") > 0.0, "{s}");
+    assert!(
+        s["server_peak_rss_bytes"].as_u64().is_some_and(|b| b > 0),
+        "{s}"
+    );
 }
