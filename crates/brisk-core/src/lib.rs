@@ -118,7 +118,7 @@ impl fmt::Debug for GenerateRequest {
 }
 
 /// Why generation ended, as OpenAI's `finish_reason`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FinishReason {
     /// End-of-sequence token or a stop string.
@@ -129,7 +129,7 @@ pub enum FinishReason {
     Cancelled,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Generation {
     pub text: String,
     pub prompt_tokens: usize,
@@ -166,7 +166,7 @@ impl fmt::Debug for TranscribeRequest {
 }
 
 /// One timed piece of a transcript.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Segment {
     pub id: usize,
     pub start: f64,
@@ -174,7 +174,7 @@ pub struct Segment {
     pub text: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Transcript {
     pub text: String,
     pub language: Option<String>,
@@ -183,8 +183,9 @@ pub struct Transcript {
     pub segments: Vec<Segment>,
 }
 
-/// The answer to one [`Request`].
-#[derive(Debug, Clone, PartialEq)]
+/// The answer to one [`Request`]. Serializable so the result cache can
+/// store it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Response {
     Embed {
         vectors: Vec<Vec<f32>>,

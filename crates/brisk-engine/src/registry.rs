@@ -23,6 +23,7 @@ use serde::Serialize;
 use tokio::sync::{oneshot, watch, Semaphore};
 
 use crate::batch::BatchLimits;
+use crate::cache::{self, CacheMode, CacheStatus, ResultCache};
 use crate::error::EngineError;
 use crate::timeline::Timeline;
 use crate::worker::{self, Job, WorkerExit};
@@ -54,6 +55,8 @@ pub struct ModelSpec {
     pub batch: BatchLimits,
     /// Time a request may spend queued and running once the model is loaded.
     pub request_timeout: Duration,
+    /// Answer deterministic requests from the result cache (when one is set).
+    pub cache: bool,
 }
 
 /// Registry-wide settings.
@@ -133,6 +136,9 @@ struct Entry {
     admission: Arc<Semaphore>,
     /// Milliseconds since the registry's epoch at the last request.
     last_used_ms: AtomicU64,
+    /// Content fingerprint of the model's files, part of every cache key;
+    /// computed on first cached request, not at startup.
+    revision: tokio::sync::OnceCell<String>,
 }
 
 impl Entry {
@@ -191,6 +197,7 @@ struct Shared {
     timeline: Timeline,
     /// Serialises budget decisions so two loads cannot both claim the same room.
     budget: Mutex<()>,
+    cache: std::sync::OnceLock<Arc<ResultCache>>,
 }
 
 /// The model registry. Cheap to clone; all clones share state.
@@ -235,6 +242,7 @@ impl Registry {
                 }),
                 changed,
                 last_used_ms: AtomicU64::new(0),
+                revision: tokio::sync::OnceCell::new(),
             };
             models.insert(entry.spec.name.clone(), Arc::new(entry));
         }
@@ -249,12 +257,23 @@ impl Registry {
                 generation: AtomicU64::new(0),
                 timeline,
                 budget: Mutex::new(()),
+                cache: std::sync::OnceLock::new(),
             }),
         })
     }
 
     pub fn timeline(&self) -> &Timeline {
         &self.shared.timeline
+    }
+
+    /// Puts the result cache in front of every model with `cache` on.
+    /// Set once, before serving; later calls are ignored.
+    pub fn set_cache(&self, cache: Arc<ResultCache>) {
+        let _ = self.shared.cache.set(cache);
+    }
+
+    pub fn cache(&self) -> Option<&Arc<ResultCache>> {
+        self.shared.cache.get()
     }
 
     pub fn model_names(&self) -> Vec<String> {
@@ -399,8 +418,20 @@ impl Registry {
         self.shared.epoch.elapsed().as_millis() as u64
     }
 
-    /// Runs one request: admission, load if needed, validation, queueing.
+    /// Runs one request through the cache (when set and on for the model).
     pub async fn infer(&self, model: &str, request: Request) -> Result<Response, EngineError> {
+        self.infer_with(model, request, CacheMode::Use)
+            .await
+            .map(|(r, _)| r)
+    }
+
+    /// Runs one request and says whether the cache answered it.
+    pub async fn infer_with(
+        &self,
+        model: &str,
+        request: Request,
+        mode: CacheMode,
+    ) -> Result<(Response, CacheStatus), EngineError> {
         let e = self.entry(model)?.clone();
         if request.task() != e.task {
             return Err(EngineError::WrongTask {
@@ -410,6 +441,63 @@ impl Registry {
             });
         }
         check_shape(&request)?;
+        let Some(cache) = self.cache().filter(|_| e.spec.cache).cloned() else {
+            return self
+                .run(&e, request)
+                .await
+                .map(|r| (r, CacheStatus::Bypass));
+        };
+        let revision = e
+            .revision
+            .get_or_init(|| {
+                let source = e.spec.source.clone();
+                async move {
+                    tokio::task::spawn_blocking(move || cache::revision(&source))
+                        .await
+                        .unwrap_or_default()
+                }
+            })
+            .await
+            .clone();
+        // Hashing hours of audio takes a while: keep it off the runtime.
+        let (key, request) = if matches!(request, Request::Transcribe(_)) {
+            let name = model.to_string();
+            tokio::task::spawn_blocking(move || {
+                (cache::cache_key(&name, &revision, &request), request)
+            })
+            .await
+            .map_err(|_| EngineError::Panicked {
+                model: model.to_string(),
+            })?
+        } else {
+            (cache::cache_key(model, &revision, &request), request)
+        };
+        let Some(key) = key else {
+            cache.note_bypass();
+            return self
+                .run(&e, request)
+                .await
+                .map(|r| (r, CacheStatus::Bypass));
+        };
+        // On a hit the request (and a streaming request's token sink) is
+        // dropped unused: the caller sees `Hit` and sends the whole text.
+        cache
+            .get_or_compute(key, mode, || async move { self.run(&e, request).await })
+            .await
+    }
+
+    /// Whether `infer_with` would consult the cache for this request: lets a
+    /// streaming response say `miss` or `bypass` before the result exists.
+    pub fn would_cache(&self, model: &str, request: &Request, mode: CacheMode) -> bool {
+        self.cache().is_some()
+            && mode != CacheMode::Skip
+            && self.entry(model).is_ok_and(|e| e.spec.cache)
+            && cache::deterministic(request)
+    }
+
+    /// Runs one request on the model: admission, load if needed, queueing.
+    async fn run(&self, e: &Arc<Entry>, request: Request) -> Result<Response, EngineError> {
+        let model = e.spec.name.as_str();
         // Admission first: requests waiting for a load count against the
         // queue too, so a burst during a cold load stays bounded.
         let permit =
@@ -421,7 +509,7 @@ impl Registry {
                     capacity: e.spec.max_queue,
                 })?;
         e.last_used_ms.store(self.now_ms(), Ordering::Relaxed);
-        let loaded = self.ensure_loaded(&e).await?;
+        let loaded = self.ensure_loaded(e).await?;
         let tokens = count_tokens(&request, loaded.counter.as_deref())?;
         let (reply_tx, reply_rx) = oneshot::channel();
         let now = Instant::now();

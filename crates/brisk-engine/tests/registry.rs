@@ -29,6 +29,7 @@ fn spec(name: &str, policy: LoadPolicy, opts: &[(&str, &str)]) -> ModelSpec {
         max_queue: 64,
         batch: BatchLimits::default(),
         request_timeout: Duration::from_secs(10),
+        cache: true,
     }
 }
 

@@ -2,7 +2,7 @@
 //! multipart), with json, text, srt, vtt and verbose_json responses.
 
 use axum::extract::{Multipart, State};
-use axum::http::header;
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use brisk_core::{Request, TranscribeRequest, Transcript};
 use serde_json::json;
@@ -121,16 +121,25 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> AppError {
     }
 }
 
-pub async fn transcriptions(state: State<AppState>, mp: Multipart) -> Result<Response, AppError> {
-    run(state, mp, false).await
+pub async fn transcriptions(
+    state: State<AppState>,
+    headers: HeaderMap,
+    mp: Multipart,
+) -> Result<Response, AppError> {
+    run(state, &headers, mp, false).await
 }
 
-pub async fn translations(state: State<AppState>, mp: Multipart) -> Result<Response, AppError> {
-    run(state, mp, true).await
+pub async fn translations(
+    state: State<AppState>,
+    headers: HeaderMap,
+    mp: Multipart,
+) -> Result<Response, AppError> {
+    run(state, &headers, mp, true).await
 }
 
 async fn run(
     State(state): State<AppState>,
+    headers: &HeaderMap,
     mp: Multipart,
     translate: bool,
 ) -> Result<Response, AppError> {
@@ -162,15 +171,23 @@ async fn run(
         temperature: form.temperature,
         translate,
     });
-    let t = match state.registry.infer(&form.model, request).await? {
-        brisk_core::Response::Transcribe(t) => t,
+    let mode = crate::cache::mode(headers);
+    let (t, status) = match state
+        .registry
+        .infer_with(&form.model, request, mode)
+        .await?
+    {
+        (brisk_core::Response::Transcribe(t), status) => (t, status),
         other => {
             return Err(AppError::Engine(brisk_engine::EngineError::Backend(
                 brisk_core::BackendError::Inference(format!("unexpected reply {other:?}")),
             )))
         }
     };
-    Ok(render(&t, form.format, translate))
+    Ok(crate::cache::tag(
+        render(&t, form.format, translate),
+        status,
+    ))
 }
 
 fn render(t: &Transcript, format: Format, translate: bool) -> Response {

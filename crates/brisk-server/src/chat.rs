@@ -7,12 +7,14 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use brisk_core::{
     ChatMessage, FinishReason, GenerateParams, GenerateRequest, Generation, Prompt, Request,
     TokenSink,
 };
+use brisk_engine::{CacheMode, CacheStatus};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -279,6 +281,7 @@ impl Kind {
 
 pub async fn chat(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Json(req): Json<ChatRequest>,
 ) -> Result<Response, AppError> {
     let model = required_model(req.model)?;
@@ -289,12 +292,14 @@ pub async fn chat(
         Prompt::Chat(messages),
         req.sampling,
         Kind::Chat,
+        crate::cache::mode(&headers),
     )
     .await
 }
 
 pub async fn completion(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Json(req): Json<CompletionRequest>,
 ) -> Result<Response, AppError> {
     let model = required_model(req.model)?;
@@ -316,6 +321,7 @@ pub async fn completion(
         Prompt::Text(prompt),
         req.sampling,
         Kind::Completion,
+        crate::cache::mode(&headers),
     )
     .await
 }
@@ -326,6 +332,7 @@ async fn run(
     prompt: Prompt,
     sampling: Sampling,
     kind: Kind,
+    mode: CacheMode,
 ) -> Result<Response, AppError> {
     let params = sampling.params()?;
     let id = new_id(match kind {
@@ -338,9 +345,9 @@ async fn run(
         let cancelled = Arc::new(AtomicBool::new(false));
         let _guard = CancelOnDrop(cancelled.clone());
         let sink: TokenSink = Box::new(move |_| !cancelled.load(Ordering::Relaxed));
-        let g = generate(&state, &model, prompt, params, sink).await?;
+        let (g, status) = generate(&state, &model, prompt, params, sink, mode).await?;
         let total_ms = started.elapsed().as_secs_f64() * 1000.0;
-        return Ok(axum::Json(json!({
+        let body = axum::Json(json!({
             "id": id,
             "object": kind.object(false),
             "created": created,
@@ -348,29 +355,49 @@ async fn run(
             "choices": [kind.choice(&g.text, Some(finish(g.finish_reason)), false, false)],
             "usage": usage(&g),
             "timings": timings(&g, total_ms),
-        }))
-        .into_response());
+        }));
+        return Ok(crate::cache::tag(body.into_response(), status));
     }
 
     // Streaming: pieces flow from the model thread through this channel to
     // the SSE body. When the client goes away the receiver is dropped, the
     // sink's send fails, and the backend stops generating.
     let include_usage = sampling.stream_options.is_some_and(|o| o.include_usage);
+    // The header goes out before the result exists: `miss` when the result
+    // will be stored, `bypass` when it will not, `hit` (below) when the
+    // whole answer is already there.
+    let probe = Request::Generate(GenerateRequest {
+        prompt: prompt.clone(),
+        params: params.clone(),
+        sink: None,
+    });
+    let mut status = if mode == CacheMode::Use && state.registry.would_cache(&model, &probe, mode) {
+        CacheStatus::Miss
+    } else {
+        CacheStatus::Bypass
+    };
+    drop(probe);
     let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
     let piece_tx = tx.clone();
     let sink: TokenSink =
         Box::new(move |piece: &str| piece_tx.send(Msg::Piece(piece.to_string())).is_ok());
     let task_model = model.clone();
     tokio::spawn(async move {
-        let result = generate(&state, &task_model, prompt, params, sink).await;
+        let result = generate(&state, &task_model, prompt, params, sink, mode).await;
         let _ = tx.send(Msg::Done(result));
     });
     // Errors before the first token (unknown model, full queue, prompt too
     // long) are still plain HTTP errors with their status.
     let first = rx.recv().await;
-    if let Some(Msg::Done(Err(e))) = first {
-        return Err(e);
-    }
+    let first = match first {
+        Some(Msg::Done(Err(e))) => return Err(e),
+        Some(Msg::Done(Ok((g, CacheStatus::Hit)))) => {
+            // A cached answer has no pieces of its own: send it whole.
+            status = CacheStatus::Hit;
+            Some(Msg::Cached(g))
+        }
+        other => other,
+    };
     let chunk = move |choices: Value, usage: Option<Value>| -> Event {
         let mut v = json!({
             "id": id, "object": kind.object(true), "created": created, "model": model, "choices": choices,
@@ -388,7 +415,19 @@ async fn run(
                 sent_first = true;
                 vec![ev]
             }
-            Msg::Done(Ok(g)) => {
+            Msg::Cached(g) => {
+                let mut evs = vec![chunk(json!([kind.choice(&g.text, None, true, true)]), None)];
+                evs.push(chunk(
+                    json!([kind.choice("", Some(finish(g.finish_reason)), false, true)]),
+                    None,
+                ));
+                if include_usage {
+                    evs.push(chunk(json!([]), Some(usage(&g))));
+                }
+                evs.push(Event::default().data("[DONE]"));
+                evs
+            }
+            Msg::Done(Ok((g, _))) => {
                 let mut evs = Vec::new();
                 if !sent_first {
                     evs.push(chunk(json!([kind.choice("", None, true, true)]), None));
@@ -425,13 +464,15 @@ async fn run(
         })
         .flatten(),
     );
-    Ok(Sse::new(stream).into_response())
+    Ok(crate::cache::tag(Sse::new(stream).into_response(), status))
 }
 
 /// What the generation task reports to the streaming response.
 enum Msg {
     Piece(String),
-    Done(Result<Generation, AppError>),
+    Done(Result<(Generation, CacheStatus), AppError>),
+    /// A whole answer from the cache, sent as one piece.
+    Cached(Generation),
 }
 
 async fn generate(
@@ -440,14 +481,15 @@ async fn generate(
     prompt: Prompt,
     params: GenerateParams,
     sink: TokenSink,
-) -> Result<Generation, AppError> {
+    mode: CacheMode,
+) -> Result<(Generation, CacheStatus), AppError> {
     let req = Request::Generate(GenerateRequest {
         prompt,
         params,
         sink: Some(sink),
     });
-    match state.registry.infer(model, req).await? {
-        brisk_core::Response::Generate(g) => Ok(g),
+    match state.registry.infer_with(model, req, mode).await? {
+        (brisk_core::Response::Generate(g), status) => Ok((g, status)),
         other => Err(AppError::Engine(brisk_engine::EngineError::Backend(
             brisk_core::BackendError::Inference(format!("unexpected reply {other:?}")),
         ))),

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use brisk_core::ModelSource;
-use brisk_engine::{BatchLimits, EngineSettings, LoadPolicy, ModelSpec};
+use brisk_engine::cache::{DiskSettings, RedisSettings};
+use brisk_engine::{BatchLimits, CacheSettings, EngineSettings, LoadPolicy, ModelSpec};
 use serde::Deserialize;
 
 /// Used when no `--config`/`BRISK_CONFIG` is given: serve every model found
@@ -34,6 +35,72 @@ pub struct Config {
     /// Settings every model starts from; a model's own table overrides them.
     pub defaults: ModelDefaults,
     pub models: BTreeMap<String, ModelConfig>,
+    pub cache: CacheConfig,
+}
+
+/// `[cache]`: the result cache in front of every model with `cache = true`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    pub enabled: bool,
+    /// Memory tier budget, in bytes.
+    pub max_bytes: u64,
+    pub ttl_s: u64,
+    /// Values at least this large are stored lz4-compressed.
+    pub compress_min_bytes: usize,
+    /// SQLite file of the persistent tier; unset = no disk tier.
+    pub disk_path: Option<PathBuf>,
+    pub disk_max_bytes: u64,
+    /// `redis://host:port[/db]`; unset = no Redis tier.
+    pub redis_url: Option<String>,
+    /// Bound on each Redis exchange; past it the request goes on without.
+    pub redis_timeout_ms: u64,
+    /// After a Redis failure, Redis is skipped for this long.
+    pub redis_retry_s: u64,
+    /// Requests computed in the background after startup.
+    pub prewarm: Vec<crate::cache::PrewarmItem>,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        let d = CacheSettings::default();
+        Self {
+            enabled: true,
+            max_bytes: d.max_bytes,
+            ttl_s: d.ttl.as_secs(),
+            compress_min_bytes: d.compress_min_bytes,
+            disk_path: None,
+            disk_max_bytes: 1 << 30,
+            redis_url: None,
+            redis_timeout_ms: 50,
+            redis_retry_s: 5,
+            prewarm: Vec::new(),
+        }
+    }
+}
+
+impl CacheConfig {
+    /// The engine's settings, or `None` when the cache is off.
+    pub fn settings(&self) -> Option<CacheSettings> {
+        self.enabled.then(|| CacheSettings {
+            max_bytes: self.max_bytes,
+            ttl: Duration::from_secs(self.ttl_s.max(1)),
+            compress_min_bytes: self.compress_min_bytes,
+            disk: self.disk_path.clone().map(|path| DiskSettings {
+                path,
+                max_bytes: self.disk_max_bytes,
+            }),
+            redis: self
+                .redis_url
+                .clone()
+                .filter(|u| !u.is_empty())
+                .map(|url| RedisSettings {
+                    url,
+                    timeout: Duration::from_millis(self.redis_timeout_ms.max(1)),
+                    retry_after: Duration::from_secs(self.redis_retry_s),
+                }),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -140,6 +207,8 @@ pub struct ModelDefaults {
     pub max_batch_tokens: usize,
     pub max_batch_delay_ms: u64,
     pub request_timeout_ms: u64,
+    /// Use the result cache for deterministic requests.
+    pub cache: bool,
 }
 
 impl Default for ModelDefaults {
@@ -153,6 +222,7 @@ impl Default for ModelDefaults {
             max_batch_tokens: b.max_tokens,
             max_batch_delay_ms: b.max_delay.as_millis() as u64,
             request_timeout_ms: 30_000,
+            cache: true,
         }
     }
 }
@@ -175,6 +245,7 @@ pub struct ModelConfig {
     pub max_batch_tokens: Option<usize>,
     pub max_batch_delay_ms: Option<u64>,
     pub request_timeout_ms: Option<u64>,
+    pub cache: Option<bool>,
     #[serde(default)]
     pub options: BTreeMap<String, toml::Value>,
 }
@@ -267,6 +338,7 @@ impl Config {
             request_timeout: Duration::from_millis(
                 m.request_timeout_ms.unwrap_or(d.request_timeout_ms),
             ),
+            cache: m.cache.unwrap_or(d.cache),
         }
     }
 }

@@ -2,9 +2,11 @@
 //! Inference Protocol) for embedding models.
 
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use base64::Engine as _;
 use brisk_core::{Request, Response};
+use brisk_engine::{CacheMode, CacheStatus};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -75,16 +77,20 @@ async fn embed(
     model: &str,
     texts: Vec<String>,
     truncate: bool,
-) -> Result<(Vec<Vec<f32>>, usize), AppError> {
+    mode: CacheMode,
+) -> Result<(Vec<Vec<f32>>, usize, CacheStatus), AppError> {
     match state
         .registry
-        .infer(model, Request::Embed { texts, truncate })
+        .infer_with(model, Request::Embed { texts, truncate }, mode)
         .await?
     {
-        Response::Embed {
-            vectors,
-            prompt_tokens,
-        } => Ok((vectors, prompt_tokens)),
+        (
+            Response::Embed {
+                vectors,
+                prompt_tokens,
+            },
+            status,
+        ) => Ok((vectors, prompt_tokens, status)),
         other => Err(AppError::Engine(brisk_engine::EngineError::Backend(
             brisk_core::BackendError::Inference(format!("unexpected reply {other:?}")),
         ))),
@@ -93,8 +99,9 @@ async fn embed(
 
 pub async fn create(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Json(req): Json<EmbeddingsRequest>,
-) -> Result<impl IntoResponse, AppError> {
+) -> Result<axum::response::Response, AppError> {
     let model = req
         .model
         .filter(|m| !m.is_empty())
@@ -110,7 +117,14 @@ pub async fn create(
         }
     };
     let texts = parse_input(req.input)?;
-    let (vectors, prompt_tokens) = embed(&state, &model, texts, req.truncate).await?;
+    let (vectors, prompt_tokens, status) = embed(
+        &state,
+        &model,
+        texts,
+        req.truncate,
+        crate::cache::mode(&headers),
+    )
+    .await?;
     if let (Some(want), Some(have)) = (req.dimensions, vectors.first().map(Vec::len)) {
         if want != have {
             return Err(AppError::bad(
@@ -132,12 +146,13 @@ pub async fn create(
             json!({ "object": "embedding", "index": index, "embedding": embedding })
         })
         .collect();
-    Ok(axum::Json(json!({
+    let body = axum::Json(json!({
         "object": "list",
         "data": data,
         "model": model,
         "usage": { "prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens },
-    })))
+    }));
+    Ok(crate::cache::tag(body.into_response(), status))
 }
 
 #[derive(Debug, Deserialize)]
@@ -162,8 +177,9 @@ pub struct V2Tensor {
 pub async fn v2_infer(
     State(state): State<AppState>,
     Path(model): Path<String>,
+    headers: HeaderMap,
     Json(req): Json<V2InferRequest>,
-) -> Result<impl IntoResponse, AppError> {
+) -> Result<axum::response::Response, AppError> {
     let [input] = req.inputs.as_slice() else {
         return Err(AppError::bad(
             "exactly one input tensor (of texts) is expected",
@@ -177,13 +193,15 @@ pub async fn v2_infer(
         ));
     }
     let texts = parse_input(Some(input.data.clone()))?;
-    let (vectors, _) = embed(&state, &model, texts, false).await?;
+    let (vectors, _, status) =
+        embed(&state, &model, texts, false, crate::cache::mode(&headers)).await?;
     let dim = vectors.first().map(Vec::len).unwrap_or(0);
     let rows = vectors.len();
     let flat: Vec<f32> = vectors.into_iter().flatten().collect();
-    Ok(axum::Json(json!({
+    let body = axum::Json(json!({
         "model_name": model,
         "id": req.id,
         "outputs": [{ "name": "embedding", "datatype": "FP32", "shape": [rows, dim], "data": flat }],
-    })))
+    }));
+    Ok(crate::cache::tag(body.into_response(), status))
 }

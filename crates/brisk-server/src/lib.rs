@@ -3,6 +3,7 @@
 
 pub mod audio;
 pub mod bench;
+pub mod cache;
 pub mod chat;
 pub mod config;
 pub mod dashboard;

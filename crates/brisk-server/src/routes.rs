@@ -9,7 +9,7 @@ use axum::Router;
 use serde_json::json;
 
 use crate::error::AppError;
-use crate::{audio, chat, embeddings, observe, AppState};
+use crate::{audio, cache, chat, embeddings, observe, AppState};
 
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.server.max_body_bytes;
@@ -34,6 +34,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/chat/completions", post(chat::chat))
         .route("/v1/completions", post(chat::completion))
         .route("/v1/startup", get(startup))
+        .route("/v1/cache/stats", get(cache::stats))
+        .route("/v1/cache", axum::routing::delete(cache::clear))
         .route("/metrics", get(metrics))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .merge(uploads)

@@ -51,6 +51,10 @@ pub fn build_state(config: Config, timeline: Timeline) -> anyhow::Result<AppStat
         timeline,
     )
     .context("building the model registry")?;
+    if let Some(settings) = config.cache.settings() {
+        let cache = brisk_engine::ResultCache::new(settings).context("opening the result cache")?;
+        registry.set_cache(Arc::new(cache));
+    }
     Ok(AppState {
         registry,
         metrics: observe::prometheus(),
@@ -94,7 +98,10 @@ pub async fn serve(opts: ServeOptions, started: Instant) -> anyhow::Result<()> {
     registry.spawn_reaper(reap_every);
     spawn_ready_marker(registry.clone(), timeline.clone());
 
+    let prewarm = state.config.cache.prewarm.clone();
+    let models_dir = state.config.server.models_dir.clone();
     let app = crate::router(state);
+    crate::cache::spawn_prewarm(app.clone(), registry.clone(), prewarm, models_dir);
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown_signal().await;

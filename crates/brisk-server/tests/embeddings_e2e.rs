@@ -12,7 +12,12 @@ const MODEL: &str = "all-minilm-l6-v2";
 
 fn state() -> AppState {
     let dir = common::models_dir(&[MODEL]);
-    let s = common::default_state(dir, |c| c.defaults.max_batch_delay_ms = 5);
+    let s = common::default_state(dir, |c| {
+        c.defaults.max_batch_delay_ms = 5;
+        // These tests are about the model and batching: every request must
+        // reach it (the cache has its own tests).
+        c.cache.enabled = false;
+    });
     s.registry.start();
     s
 }
