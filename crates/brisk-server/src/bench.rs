@@ -3,6 +3,11 @@
 //!
 //! Polling uses a minimal blocking HTTP/1.1 client over loopback so the
 //! measurement adds no runtime start-up of its own to the child's numbers.
+//!
+//! With `--policies`, the same config is run once per load policy (every
+//! model's `policy` rewritten) and the medians are compared side by side:
+//! the trade-off between exec → ready and exec → first response is what
+//! an operator picks a policy on.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -25,6 +30,10 @@ pub struct ColdstartOptions {
     pub audio: Option<Vec<u8>>,
     /// Fail when the median exec → live exceeds this.
     pub live_target_ms: Option<f64>,
+    /// Fail when the median exec → ready exceeds this.
+    pub ready_target_ms: Option<f64>,
+    /// Fail when any model's median exec → first response exceeds this.
+    pub first_response_target_ms: Option<f64>,
     pub timeout: Duration,
 }
 
@@ -247,13 +256,154 @@ pub fn report(summary: &Summary, opts: &ColdstartOptions) -> anyhow::Result<()> 
         );
     }
     println!("{}", serde_json::to_string(summary)?);
-    if let Some(target) = opts.live_target_ms {
-        if summary.live_ms_median > target {
-            bail!(
-                "exec -> live median {:.2} ms is over the {target} ms target",
-                summary.live_ms_median
-            );
+    let missed = missed_targets(summary, opts);
+    if !missed.is_empty() {
+        bail!("{}", missed.join("; "));
+    }
+    Ok(())
+}
+
+/// Every target the summary's medians are over, described.
+pub fn missed_targets(summary: &Summary, opts: &ColdstartOptions) -> Vec<String> {
+    let mut missed = Vec::new();
+    let mut check = |what: &str, value: f64, target: Option<f64>| {
+        if let Some(t) = target.filter(|t| value > *t) {
+            missed.push(format!(
+                "{what} median {value:.2} ms is over the {t} ms target"
+            ));
         }
+    };
+    check("exec -> live", summary.live_ms_median, opts.live_target_ms);
+    check(
+        "exec -> ready",
+        summary.ready_ms_median,
+        opts.ready_target_ms,
+    );
+    for (m, ms) in &summary.first_response_ms_median {
+        check(
+            &format!("exec -> first response {m}"),
+            *ms,
+            opts.first_response_target_ms,
+        );
+    }
+    missed
+}
+
+/// The load policies `--policies` accepts, in config spelling.
+pub const POLICIES: [&str; 3] = ["lazy", "preload", "background"];
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyResult {
+    pub policy: String,
+    pub summary: Summary,
+}
+
+/// `base` (a config file's text) with `[defaults] policy` and every
+/// `[models.*] policy` set to `policy`, so configured and discovered models
+/// alike start under it. Validated as a brisk config before it is used.
+pub fn config_with_policy(base: &str, policy: &str) -> anyhow::Result<String> {
+    if !POLICIES.contains(&policy) {
+        bail!(
+            "unknown policy {policy:?}; expected one of {}",
+            POLICIES.join(", ")
+        );
+    }
+    let mut doc: toml::Table = toml::from_str(base).context("parsing the base config")?;
+    let policy_value = toml::Value::String(policy.to_string());
+    let defaults = doc
+        .entry("defaults")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if let Some(t) = defaults.as_table_mut() {
+        t.insert("policy".into(), policy_value.clone());
+    }
+    if let Some(models) = doc.get_mut("models").and_then(|m| m.as_table_mut()) {
+        for (_, model) in models.iter_mut() {
+            if let Some(t) = model.as_table_mut() {
+                t.insert("policy".into(), policy_value.clone());
+            }
+        }
+    }
+    let text = toml::to_string(&doc)?;
+    crate::config::Config::from_toml(&text).context("config with the policy applied")?;
+    Ok(text)
+}
+
+/// Runs `coldstart` once per policy on a rewritten copy of the config (the
+/// embedded default when `opts.config` is `None`).
+pub fn compare_policies(
+    opts: &ColdstartOptions,
+    policies: &[String],
+) -> anyhow::Result<Vec<PolicyResult>> {
+    let base = match &opts.config {
+        Some(p) => {
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?
+        }
+        None => crate::config::EMBEDDED_DEFAULT.to_string(),
+    };
+    let mut out = Vec::new();
+    for policy in policies {
+        let text = config_with_policy(&base, policy)?;
+        let path =
+            std::env::temp_dir().join(format!("brisk-bench-{}-{policy}.toml", std::process::id()));
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        let run_opts = ColdstartOptions {
+            config: Some(path.clone()),
+            ..opts.clone()
+        };
+        let summary = coldstart(&run_opts);
+        let _ = std::fs::remove_file(&path);
+        out.push(PolicyResult {
+            policy: policy.clone(),
+            summary: summary.with_context(|| format!("policy {policy}"))?,
+        });
+    }
+    Ok(out)
+}
+
+/// Prints one row per policy, then the JSON on the last line; errors when
+/// any policy misses a target (all misses are named).
+pub fn report_policies(results: &[PolicyResult], opts: &ColdstartOptions) -> anyhow::Result<()> {
+    let runs = results.first().map_or(0, |r| r.summary.runs.len());
+    println!("runs per policy: {runs} (medians, ms)");
+    let mut header = format!("{:<12} {:>10} {:>10}", "policy", "live", "ready");
+    for m in &opts.models {
+        header.push_str(&format!(" {:>24}", format!("first {m}")));
+    }
+    header.push_str(&format!(" {:>14}", "peak RSS MiB"));
+    println!("{header}");
+    for r in results {
+        let s = &r.summary;
+        let mut row = format!(
+            "{:<12} {:>10.2} {:>10.2}",
+            r.policy, s.live_ms_median, s.ready_ms_median
+        );
+        for (_, ms) in &s.first_response_ms_median {
+            row.push_str(&format!(" {ms:>24.2}"));
+        }
+        let rss = s
+            .runs
+            .last()
+            .and_then(|r| r.peak_rss_bytes)
+            .map_or("n/a".to_string(), |b| {
+                format!("{:.1}", b as f64 / 1048576.0)
+            });
+        row.push_str(&format!(" {rss:>14}"));
+        println!("{row}");
+    }
+    println!(
+        "{}",
+        serde_json::to_string(&json!({ "policies": results }))?
+    );
+    let missed: Vec<String> = results
+        .iter()
+        .flat_map(|r| {
+            missed_targets(&r.summary, opts)
+                .into_iter()
+                .map(move |m| format!("{}: {m}", r.policy))
+        })
+        .collect();
+    if !missed.is_empty() {
+        bail!("{}", missed.join("; "));
     }
     Ok(())
 }
@@ -395,4 +545,52 @@ pub fn default_sentences() -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_rewrite_covers_defaults_and_every_model() {
+        let base = "[server]\ndiscover = false\n[models.a]\nbackend = \"sim\"\nsource = \"a\"\npolicy = \"preload\"\n[models.b]\nbackend = \"sim\"\nsource = \"b\"\n";
+        let text = config_with_policy(base, "background").expect("rewrite");
+        let c = crate::config::Config::from_toml(&text).expect("valid config");
+        assert_eq!(c.defaults.policy, crate::config::Policy::Background);
+        for m in c.models.values() {
+            assert_eq!(m.policy, Some(crate::config::Policy::Background));
+        }
+        assert!(!c.server.discover, "other settings are kept");
+    }
+
+    #[test]
+    fn policy_rewrite_of_the_embedded_default_sets_the_discovery_default() {
+        let text = config_with_policy(crate::config::EMBEDDED_DEFAULT, "preload").expect("rewrite");
+        let c = crate::config::Config::from_toml(&text).expect("valid config");
+        assert_eq!(c.defaults.policy, crate::config::Policy::Preload);
+    }
+
+    #[test]
+    fn missed_targets_names_each_miss() {
+        let s = Summary {
+            runs: vec![],
+            live_ms_median: 10.0,
+            ready_ms_median: 500.0,
+            first_response_ms_median: vec![("m".into(), 900.0)],
+        };
+        let opts = ColdstartOptions {
+            config: None,
+            models_dir: None,
+            runs: 1,
+            models: vec!["m".into()],
+            audio: None,
+            live_target_ms: Some(50.0),
+            ready_target_ms: Some(100.0),
+            first_response_target_ms: Some(1000.0),
+            timeout: Duration::from_secs(1),
+        };
+        let missed = missed_targets(&s, &opts);
+        assert_eq!(missed.len(), 1, "{missed:?}");
+        assert!(missed[0].starts_with("exec -> ready"), "{missed:?}");
+    }
 }

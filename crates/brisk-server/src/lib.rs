@@ -9,6 +9,7 @@ pub mod cache;
 pub mod chat;
 mod chunking;
 pub mod config;
+pub mod dashboard;
 mod decode;
 pub mod embeddings;
 pub mod env;

@@ -58,6 +58,17 @@ enum Bench {
         /// Exit non-zero when the median exec → live is above this.
         #[arg(long)]
         live_target_ms: Option<f64>,
+        /// Exit non-zero when the median exec → ready is above this.
+        #[arg(long)]
+        ready_target_ms: Option<f64>,
+        /// Exit non-zero when a model's median exec → first response is above this.
+        #[arg(long)]
+        first_response_target_ms: Option<f64>,
+        /// Compare load policies (comma-separated: lazy,preload,background):
+        /// the config (or embedded default) is run once per policy with every
+        /// model's policy rewritten, and one table row is printed per policy.
+        #[arg(long, value_delimiter = ',')]
+        policies: Vec<String>,
         #[arg(long, default_value_t = 120)]
         timeout_s: u64,
     },
@@ -148,6 +159,9 @@ fn main() -> anyhow::Result<()> {
                     models,
                     audio,
                     live_target_ms,
+                    ready_target_ms,
+                    first_response_target_ms,
+                    policies,
                     timeout_s,
                 },
         } => {
@@ -159,10 +173,17 @@ fn main() -> anyhow::Result<()> {
                 models,
                 audio,
                 live_target_ms,
+                ready_target_ms,
+                first_response_target_ms,
                 timeout: Duration::from_secs(timeout_s),
             };
-            let summary = bench::coldstart(&opts)?;
-            bench::report(&summary, &opts)
+            if policies.is_empty() {
+                let summary = bench::coldstart(&opts)?;
+                bench::report(&summary, &opts)
+            } else {
+                let results = bench::compare_policies(&opts, &policies)?;
+                bench::report_policies(&results, &opts)
+            }
         }
         Command::Bench {
             bench:

@@ -23,6 +23,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/ocr", post(ocr::recognize))
         .layer(axum::extract::DefaultBodyLimit::max(max_audio));
     Router::new()
+        .route("/", get(crate::dashboard::page))
         .route("/v2/health/live", get(live))
         .route("/v2/health/ready", get(ready))
         .route("/v2/models/{model}/ready", get(model_ready))
