@@ -12,33 +12,41 @@ use serde_json::json;
 use crate::error::AppError;
 use crate::{decode, uploads, AppState};
 
-pub async fn recognize(State(state): State<AppState>, mp: Multipart) -> Result<Response, AppError> {
+pub async fn recognize(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    mp: Multipart,
+) -> Result<Response, AppError> {
     let upload = uploads::read(mp).await?;
     uploads::check_task(&state, &upload.model, Task::Ocr)?;
     let bytes = upload.file;
     let image = decode::blocking(move || decode::decode_image(&bytes)).await?;
     match state
         .registry
-        .infer(&upload.model, Request::Ocr(image))
+        .infer_with(
+            &upload.model,
+            Request::Ocr(image),
+            crate::cache::mode(&headers),
+        )
         .await?
     {
-        brisk_core::Response::Ocr(r) => {
+        (brisk_core::Response::Ocr(r), status) => {
             let text = r
                 .lines
                 .iter()
                 .map(|l| l.text.as_str())
                 .collect::<Vec<_>>()
                 .join("\n");
-            Ok(axum::Json(json!({
+            let body = axum::Json(json!({
                 "object": "ocr",
                 "model": upload.model,
                 "width": r.width,
                 "height": r.height,
                 "text": text,
                 "lines": r.lines,
-            }))
-            .into_response())
+            }));
+            Ok(crate::cache::tag(body.into_response(), status))
         }
-        other => Err(uploads::unexpected(&other)),
+        (other, _) => Err(uploads::unexpected(&other)),
     }
 }

@@ -84,6 +84,7 @@ fn wav(samples: &[f32], rate: u32) -> Vec<u8> {
 
 pub async fn speech(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     Json(req): Json<SpeechRequest>,
 ) -> Result<Response, AppError> {
     let model = req
@@ -108,9 +109,10 @@ pub async fn speech(
         voice: req.voice.filter(|v| !v.is_empty()),
         speed,
     });
-    let audio = match state.registry.infer(&model, request).await? {
-        brisk_core::Response::Speech(a) => a,
-        other => return Err(uploads::unexpected(&other)),
+    let mode = crate::cache::mode(&headers);
+    let (audio, status) = match state.registry.infer_with(&model, request, mode).await? {
+        (brisk_core::Response::Speech(a), status) => (a, status),
+        (other, _) => return Err(uploads::unexpected(&other)),
     };
     let rate = audio.sample_rate;
     let (body, content_type, out_rate) = decode::blocking(move || match fmt {
@@ -121,7 +123,7 @@ pub async fn speech(
         }
     })
     .await?;
-    Ok((
+    let response = (
         [
             (header::CONTENT_TYPE, content_type.to_string()),
             (
@@ -131,7 +133,8 @@ pub async fn speech(
         ],
         body,
     )
-        .into_response())
+        .into_response();
+    Ok(crate::cache::tag(response, status))
 }
 
 #[cfg(test)]

@@ -48,7 +48,11 @@ fn params(fields: &std::collections::HashMap<String, String>) -> Result<VadParam
     Ok(p)
 }
 
-pub async fn detect(State(state): State<AppState>, mp: Multipart) -> Result<Response, AppError> {
+pub async fn detect(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    mp: Multipart,
+) -> Result<Response, AppError> {
     let upload = uploads::read(mp).await?;
     let params = params(&upload.fields)?;
     uploads::check_task(&state, &upload.model, Task::Vad)?;
@@ -56,16 +60,24 @@ pub async fn detect(State(state): State<AppState>, mp: Multipart) -> Result<Resp
     let bytes = upload.file;
     let audio = decode::blocking(move || decode::decode_audio(&bytes, max_seconds)).await?;
     let request = Request::Vad(VadRequest { audio, params });
-    match state.registry.infer(&upload.model, request).await? {
-        brisk_core::Response::Vad(r) => Ok(axum::Json(json!({
+    let mode = crate::cache::mode(&headers);
+    match state
+        .registry
+        .infer_with(&upload.model, request, mode)
+        .await?
+    {
+        (brisk_core::Response::Vad(r), status) => Ok(crate::cache::tag(
+            axum::Json(json!({
             "object": "audio.vad",
             "model": upload.model,
             "duration": r.duration,
             "speech_duration": r.segments.iter().map(|s| s.end - s.start).sum::<f64>(),
             "segments": r.segments,
-        }))
-        .into_response()),
-        other => Err(uploads::unexpected(&other)),
+            }))
+            .into_response(),
+            status,
+        )),
+        (other, _) => Err(uploads::unexpected(&other)),
     }
 }
 

@@ -10,7 +10,11 @@ use serde_json::{json, Value};
 const MODEL: &str = "smollm2-135m-instruct";
 
 fn state() -> AppState {
-    common::default_state(common::models_dir(&[MODEL]), |_| {})
+    // No server-wide max_tokens cap here: these tests reach the model's own
+    // context check (the [limits] cap has its own test in security.rs).
+    common::default_state(common::models_dir(&[MODEL]), |c| {
+        c.limits.max_tokens = usize::MAX
+    })
 }
 
 async fn post(s: &AppState, body: Value) -> (StatusCode, String) {
