@@ -264,7 +264,7 @@ async fn transcribe_chunked(
     }
     let status = if !statuses.is_empty() && statuses.iter().all(|s| *s == CacheStatus::Hit) {
         CacheStatus::Hit
-    } else if statuses.iter().any(|s| *s == CacheStatus::Miss) {
+    } else if statuses.contains(&CacheStatus::Miss) {
         CacheStatus::Miss
     } else {
         CacheStatus::Bypass
