@@ -38,6 +38,8 @@ pub struct Config {
     /// Named graphs of model steps, served at `/v1/pipelines/{name}`.
     pub pipelines: BTreeMap<String, crate::pipelines::PipelineConfig>,
     pub cache: CacheConfig,
+    /// `[jobs]`: async jobs stored in SQLite.
+    pub jobs: crate::jobs::JobsConfig,
 }
 
 /// `[cache]`: the result cache in front of every model with `cache = true`.

@@ -23,6 +23,9 @@ pub enum AppError {
     NotFound(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// A server-side store (e.g. the jobs database) cannot answer now.
+    #[error("{0}")]
+    Unavailable(String),
     /// A pipeline step failed; status and code are the step's own error's.
     #[error("pipeline step '{step}' failed: {source}")]
     Step { step: String, source: Box<AppError> },
@@ -48,6 +51,7 @@ impl AppError {
             AppError::PayloadTooLarge(_) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, INVALID, "payload_too_large")
             }
+            AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, SERVER, "unavailable"),
             AppError::Engine(e) => match e {
                 E::UnknownModel(_) => (StatusCode::NOT_FOUND, INVALID, "model_not_found"),
                 E::WrongTask { .. } => (StatusCode::BAD_REQUEST, INVALID, "wrong_model_task"),

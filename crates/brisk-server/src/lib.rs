@@ -11,6 +11,7 @@ mod decode;
 pub mod embeddings;
 pub mod env;
 pub mod error;
+pub mod jobs;
 pub mod observe;
 pub mod pipelines;
 pub mod routes;
@@ -32,6 +33,8 @@ pub struct AppState {
     pub config: Arc<config::Config>,
     /// Validated at startup against the registry's models.
     pub pipelines: Arc<pipelines::Pipelines>,
+    /// The async job store; `None` until [`jobs::start`] (or when disabled).
+    pub jobs: Option<Arc<jobs::Jobs>>,
 }
 
 impl AppState {

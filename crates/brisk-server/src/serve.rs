@@ -61,6 +61,7 @@ pub fn build_state(config: Config, timeline: Timeline) -> anyhow::Result<AppStat
         registry,
         metrics: observe::prometheus(),
         config: Arc::new(config),
+        jobs: None,
     })
 }
 
@@ -85,7 +86,7 @@ pub async fn serve(opts: ServeOptions, started: Instant) -> anyhow::Result<()> {
         })?;
     let shutdown_timeout = Duration::from_secs(config.server.shutdown_timeout_s);
     let reap_every = Duration::from_millis(config.engine.reap_interval_ms.max(10));
-    let state = build_state(config, timeline.clone())?;
+    let mut state = build_state(config, timeline.clone())?;
     // Bind before any model work so liveness answers at once.
     let listener = TcpListener::bind(addr)
         .await
@@ -102,6 +103,7 @@ pub async fn serve(opts: ServeOptions, started: Instant) -> anyhow::Result<()> {
 
     let prewarm = state.config.cache.prewarm.clone();
     let models_dir = state.config.server.models_dir.clone();
+    crate::jobs::start(&mut state).context("opening the jobs database")?;
     let app = crate::router(state);
     crate::cache::spawn_prewarm(app.clone(), registry.clone(), prewarm, models_dir);
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
