@@ -40,6 +40,8 @@ pub struct Config {
     pub cache: CacheConfig,
     /// `[jobs]`: async jobs stored in SQLite.
     pub jobs: crate::jobs::JobsConfig,
+    /// `[stream]`: live transcription over WebSocket.
+    pub stream: crate::stream::StreamConfig,
 }
 
 /// `[cache]`: the result cache in front of every model with `cache = true`.

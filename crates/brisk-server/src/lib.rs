@@ -16,6 +16,8 @@ pub mod observe;
 pub mod pipelines;
 pub mod routes;
 pub mod serve;
+pub mod stream;
+pub mod vad;
 
 use std::sync::Arc;
 

@@ -9,7 +9,7 @@ use axum::Router;
 use serde_json::json;
 
 use crate::error::AppError;
-use crate::{audio, cache, chat, embeddings, jobs, observe, pipelines, AppState};
+use crate::{audio, cache, chat, embeddings, jobs, observe, pipelines, stream, AppState};
 
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.server.max_body_bytes;
@@ -36,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/completions", post(chat::completion))
         .route("/v1/pipelines", get(pipelines::list))
         .route("/v1/startup", get(startup))
+        .route("/v1/audio/transcriptions/stream", get(stream::handler))
         .route("/v1/jobs/{id}", get(jobs::get).delete(jobs::cancel))
         .route("/v1/cache/stats", get(cache::stats))
         .route("/v1/cache", axum::routing::delete(cache::clear))
