@@ -284,7 +284,7 @@ impl Segmenter {
     /// Ends the utterance in progress, if any (the client stopped).
     pub fn flush(&mut self) -> Option<Utterance> {
         let mut u = self.current.take()?;
-        u.samples.extend(self.pending.drain(..));
+        u.samples.append(&mut self.pending);
         self.silence_run = 0;
         self.speech_run = 0;
         self.keep_voiced(u)
@@ -399,7 +399,7 @@ mod tests {
         assert_eq!(out[1].start, out[0].start + out[0].samples.len());
         let rest = s.flush().expect("speech in progress");
         assert!(!rest.forced);
-        assert!(rest.samples.len() > 0 && rest.samples.len() < 16_000);
+        assert!(!rest.samples.is_empty() && rest.samples.len() < 16_000);
         assert!(s.flush().is_none());
         // Speech ending just after a cut leaves a silent remainder: dropped,
         // and the next utterance takes the unused id.

@@ -63,7 +63,10 @@ impl Transcript {
     }
 }
 
-async fn read_all(mut rx: futures_util::stream::SplitStream<Ws>) -> Transcript {
+async fn read_all<S>(mut rx: S) -> Transcript
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
     let mut t = Transcript::default();
     while let Some(msg) = rx.next().await {
         match msg {
@@ -161,20 +164,37 @@ fn wav_pcm(wav: &[u8]) -> Vec<u8> {
     panic!("no data chunk");
 }
 
-async fn beckett(speed: f64) -> Transcript {
+/// `sessions` clients streaming beckett.wav at once to one server; also
+/// returns how many times the model was loaded.
+async fn beckett_sessions(speed: f64, sessions: usize) -> (Vec<Transcript>, u64) {
     let dir = common::models_dir(&[MODEL, "testdata/beckett.wav"]);
     let pcm = wav_pcm(&std::fs::read(dir.join("testdata/beckett.wav")).expect("wav"));
     let state = common::default_state(dir, |_| {});
     // Load first so the stream measures transcription, not loading.
     state.registry.load(MODEL).await.expect("load whisper");
-    let addr = serve(state).await;
-    stream(
-        addr,
-        json!({"type": "start", "model": MODEL, "language": "en"}),
-        &pcm,
-        speed,
-    )
-    .await
+    let addr = serve(state.clone()).await;
+    let runs = (0..sessions).map(|_| {
+        let pcm = pcm.clone();
+        tokio::spawn(async move {
+            stream(
+                addr,
+                json!({"type": "start", "model": MODEL, "language": "en"}),
+                &pcm,
+                speed,
+            )
+            .await
+        })
+    });
+    let mut out = Vec::new();
+    for r in runs {
+        out.push(r.await.expect("session"));
+    }
+    let loads = state.registry.model_status(MODEL).expect("status").loads;
+    (out, loads)
+}
+
+async fn beckett(speed: f64) -> Transcript {
+    beckett_sessions(speed, 1).await.0.remove(0)
 }
 
 fn check_beckett(t: &Transcript, label: &str) {
@@ -242,6 +262,15 @@ async fn beckett_streamed_in_real_time() {
 async fn beckett_streamed_at_ten_times_real_time() {
     let t = beckett(10.0).await;
     check_beckett(&t, "10x");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_concurrent_sessions_share_one_loaded_model() {
+    let (sessions, loads) = beckett_sessions(10.0, 3).await;
+    for (i, t) in sessions.iter().enumerate() {
+        check_beckett(t, &format!("session {i}"));
+    }
+    assert_eq!(loads, 1, "one whisper instance served every session");
 }
 
 fn sim_state(extra: &str) -> AppState {
@@ -349,6 +378,78 @@ async fn a_client_faster_than_the_model_is_closed_with_1013() {
     assert_eq!(code, 1013, "{reason}");
     assert!(reason.contains("falling behind"), "{reason}");
     assert!(t.of("final").len() < 20, "{t:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_read_is_dropped_not_buffered() {
+    // Long transcripts, short utterances: events pile up fast.
+    let toml_text = "x".repeat(16_000);
+    let state = {
+        let toml = format!(
+            r#"
+[server]
+discover = false
+[models.stt]
+backend = "sim"
+source = "stt"
+options = {{ task = "transcription", text = "{toml_text}" }}
+[stream]
+hangover_ms = 90
+partial_interval_ms = 0
+max_pending_utterances = 100000
+max_pending_events = 4
+send_timeout_ms = 300
+"#
+        );
+        build_state(
+            Config::from_toml(&toml).expect("config"),
+            Timeline::new(Instant::now()),
+        )
+        .expect("state")
+    };
+    let addr = serve(state).await;
+    // A small receive window, so the server's writes back up quickly.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    let tcp = socket.connect(addr).await.expect("connect");
+    let url = format!("ws://{addr}/v1/audio/transcriptions/stream?model=stt");
+    let (ws, _) = tokio_tungstenite::client_async(url, tcp)
+        .await
+        .expect("handshake");
+    let (mut tx, rx) = ws.split();
+    let mut one = speech(100);
+    one.extend(silence(200));
+    let utterance = pcm_bytes(&one);
+    let total = 2000;
+    let t0 = Instant::now();
+    let mut sent = 0;
+    // Never reading: the server must give up on us rather than buffer.
+    while sent < total {
+        let ok = tokio::time::timeout(
+            Duration::from_secs(10),
+            tx.send(Message::Binary(utterance.clone().into())),
+        )
+        .await;
+        if !matches!(ok, Ok(Ok(()))) {
+            break;
+        }
+        sent += 1;
+    }
+    let elapsed = t0.elapsed();
+    // Still not reading, well past the server's send timeout: it must
+    // give up on the session instead of holding its transcripts.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let t = tokio::time::timeout(Duration::from_secs(10), read_all(rx))
+        .await
+        .expect("reads end");
+    // The session is over (reads ended above, with no `stop` sent), and the
+    // transcripts the server could not deliver were dropped with it.
+    let finals = t.of("final").len();
+    assert!(
+        finals < sent,
+        "sent {sent} utterances in {elapsed:?}, got {finals} finals: the server kept buffering"
+    );
+    assert!(t.of("stopped").is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
