@@ -410,7 +410,7 @@ impl Jobs {
         let now = now_ms();
         let expires = now + self.ttl_ms();
         let id = job.id.clone();
-        let (status, label) = match outcome {
+        let (reply, label) = match outcome {
             Outcome::Retry { status, body } if job.attempts < self.config.max_attempts => {
                 // Exponential backoff: the server was overloaded.
                 let after = now + 500 * (1i64 << job.attempts.min(6));
@@ -427,6 +427,7 @@ impl Jobs {
                     .await?;
                 return Ok(());
             }
+            // Out of attempts: the overload answer is the job's failure.
             Outcome::Retry { status, body } => {
                 ((status, "application/json".to_string(), body), "failed")
             }
@@ -443,7 +444,7 @@ impl Jobs {
                 ((status, content_type, body), label)
             }
         };
-        let (code, content_type, body) = status;
+        let (code, content_type, body) = reply;
         let error = (label == "failed").then(|| String::from_utf8_lossy(&body).into_owned());
         let done = self
             .pool

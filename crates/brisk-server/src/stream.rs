@@ -33,6 +33,7 @@ use brisk_engine::CacheMode;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::error::AppError;
 use crate::vad::{EnergySettings, EnergyVad, SegmentSettings, Segmenter, Utterance, SAMPLE_RATE};
@@ -144,8 +145,9 @@ pub async fn handler(
         .max_frame_size(max)
         .on_upgrade(move |socket| async move {
             metrics::gauge!("brisk_stream_sessions").increment(1.0);
+            let span = tracing::info_span!("stream", model = q.model.as_deref().unwrap_or(""));
             let session = Session::new(state, q);
-            session.run(socket).await;
+            session.run(socket).instrument(span).await;
             metrics::gauge!("brisk_stream_sessions").decrement(1.0);
         })
 }
@@ -536,7 +538,12 @@ async fn finals_worker(
 ) {
     while let Some(u) = rx.recv().await {
         let (utterance, start, end, forced) = (u.id, u.start_s(), u.end_s(), u.forced);
-        let ev = match transcribe(&state, &t, u.samples).await {
+        let began = std::time::Instant::now();
+        let result = transcribe(&state, &t, u.samples).await;
+        // The registry's time for a final (its queue and the model), which
+        // is what grows when many sessions share one model.
+        metrics::histogram!("brisk_stream_final_seconds").record(began.elapsed().as_secs_f64());
+        let ev = match result {
             Ok(text) => Event::Final {
                 utterance,
                 start,

@@ -266,6 +266,36 @@ async fn failures_uploads_and_bad_submissions() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_is_retried_with_backoff_then_succeeds() {
+    let dir = tmpdir("retry");
+    // The model's first load fails (503 while it cools down); the job is
+    // requeued with backoff and its second attempt loads and succeeds.
+    let toml = sim_config(&dir.join("jobs.sqlite"), "max_attempts = 3").replace(
+        "[jobs]",
+        "[engine]\nload_retries = 0\nfailure_cooldown_s = 1\n[jobs]",
+    )
+        + "[models.flaky]\nbackend = \"sim\"\nsource = \"flaky\"\noptions = { fail_loads = 1 }\n";
+    let s = state(&toml);
+    let t0 = Instant::now();
+    let job = submit(
+        &s,
+        "/v1/embeddings",
+        json!({ "model": "flaky", "input": "x" }),
+    )
+    .await;
+    let job = wait_done(&s, job["id"].as_str().expect("id"), Duration::from_secs(10)).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["attempts"], 2, "{job}");
+    assert_eq!(job["runs"], 2, "{job}");
+    // The retry waited for its backoff (1 s after the first attempt).
+    assert!(
+        t0.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        t0.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn startup_requeues_interrupted_jobs_and_fails_exhausted_ones() {
     let dir = tmpdir("recover");
     let db = dir.join("jobs.sqlite");
