@@ -38,6 +38,10 @@ pub struct Config {
     /// Named graphs of model steps, served at `/v1/pipelines/{name}`.
     pub pipelines: BTreeMap<String, crate::pipelines::PipelineConfig>,
     pub cache: CacheConfig,
+    /// `[jobs]`: async jobs stored in SQLite.
+    pub jobs: crate::jobs::JobsConfig,
+    /// `[stream]`: live transcription over WebSocket.
+    pub stream: crate::stream::StreamConfig,
     pub auth: crate::auth::AuthConfig,
     pub limits: LimitsConfig,
 }

@@ -29,6 +29,9 @@ pub enum AppError {
     /// A valid key without the rights the endpoint needs.
     #[error("{0}")]
     Forbidden(String),
+    /// A server-side store (e.g. the jobs database) cannot answer now.
+    #[error("{0}")]
+    Unavailable(String),
     /// A pipeline step failed; status and code are the step's own error's.
     #[error("pipeline step '{step}' failed: {source}")]
     Step { step: String, source: Box<AppError> },
@@ -56,6 +59,7 @@ impl AppError {
             }
             AppError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, INVALID, "invalid_api_key"),
             AppError::Forbidden(_) => (StatusCode::FORBIDDEN, INVALID, "permission_denied"),
+            AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, SERVER, "unavailable"),
             AppError::Engine(e) => match e {
                 E::UnknownModel(_) => (StatusCode::NOT_FOUND, INVALID, "model_not_found"),
                 E::WrongTask { .. } => (StatusCode::BAD_REQUEST, INVALID, "wrong_model_task"),

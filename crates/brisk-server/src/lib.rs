@@ -12,14 +12,17 @@ pub mod config;
 pub mod dashboard;
 mod decode;
 pub mod embeddings;
+pub mod energy_vad;
 pub mod env;
 pub mod error;
+pub mod jobs;
 pub mod observe;
 pub mod ocr;
 pub mod pipelines;
 pub mod routes;
 pub mod serve;
 pub mod speech;
+pub mod stream;
 mod uploads;
 pub mod vad;
 
@@ -41,6 +44,8 @@ pub struct AppState {
     pub pipelines: Arc<pipelines::Pipelines>,
     /// API and admin keys (hashed); empty = no authentication.
     pub keys: Arc<auth::Keys>,
+    /// The async job store; `None` until [`jobs::start`] (or when disabled).
+    pub jobs: Option<Arc<jobs::Jobs>>,
 }
 
 impl AppState {

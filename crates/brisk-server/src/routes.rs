@@ -9,7 +9,10 @@ use axum::Router;
 use serde_json::json;
 
 use crate::error::AppError;
-use crate::{audio, auth, cache, chat, embeddings, observe, ocr, pipelines, speech, vad, AppState};
+use crate::{
+    audio, auth, cache, chat, embeddings, jobs, observe, ocr, pipelines, speech, stream, vad,
+    AppState,
+};
 
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.server.max_body_bytes;
@@ -21,6 +24,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/pipelines/{name}", post(pipelines::run))
         .route("/v1/audio/vad", post(vad::detect))
         .route("/v1/ocr", post(ocr::recognize))
+        .route("/v1/jobs", post(jobs::submit))
         .layer(axum::extract::DefaultBodyLimit::max(max_audio));
     Router::new()
         .route("/", get(crate::dashboard::page))
@@ -39,6 +43,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/pipelines", get(pipelines::list))
         .route("/v1/audio/speech", post(speech::speech))
         .route("/v1/startup", get(startup))
+        .route("/v1/audio/transcriptions/stream", get(stream::handler))
+        .route("/v1/jobs/{id}", get(jobs::get).delete(jobs::cancel))
         .route("/v1/cache/stats", get(cache::stats))
         .route("/v1/cache", axum::routing::delete(cache::clear))
         .route("/metrics", get(metrics))

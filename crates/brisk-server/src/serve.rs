@@ -72,6 +72,7 @@ pub fn build_state(config: Config, timeline: Timeline) -> anyhow::Result<AppStat
         registry,
         metrics: observe::prometheus(),
         config: Arc::new(config),
+        jobs: None,
     })
 }
 
@@ -96,7 +97,7 @@ pub async fn serve(opts: ServeOptions, started: Instant) -> anyhow::Result<()> {
         })?;
     let shutdown_timeout = Duration::from_secs(config.server.shutdown_timeout_s);
     let reap_every = Duration::from_millis(config.engine.reap_interval_ms.max(10));
-    let state = build_state(config, timeline.clone())?;
+    let mut state = build_state(config, timeline.clone())?;
     // Bind before any model work so liveness answers at once.
     let listener = listen(addr).with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
@@ -111,6 +112,12 @@ pub async fn serve(opts: ServeOptions, started: Instant) -> anyhow::Result<()> {
 
     let prewarm = state.config.cache.prewarm.clone();
     let models_dir = state.config.server.models_dir.clone();
+    // The server must start even where the jobs database cannot live (a
+    // read-only working directory with the embedded default): everything
+    // else still serves, and /v1/jobs says jobs are disabled.
+    if let Err(e) = crate::jobs::start(&mut state) {
+        tracing::error!(error = %e, "async jobs disabled: cannot open the jobs database");
+    }
     let app = crate::router(state);
     crate::cache::spawn_prewarm(app.clone(), registry.clone(), prewarm, models_dir);
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
