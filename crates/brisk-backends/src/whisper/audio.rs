@@ -234,6 +234,22 @@ pub fn encode_wav_i16(samples: &[f32], sample_rate: u32, channels: u16) -> Vec<u
 mod tests {
     use super::*;
 
+    /// Found by the `audio_decode` fuzz target: a WAV header with a sample
+    /// rate of 0 makes symphonia's WAV reader panic (`TimeBase::new`). The
+    /// upload must be refused as bad input, not answered with a 500.
+    #[test]
+    fn wav_with_zero_sample_rate_is_invalid_input() {
+        let crash: &[u8] = b"RIFF\xfa\xdd\x04\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00\
+            \x00\x00\x00\x00\x00\x1c\x4a\x00\x00\x02\x10\x00data\x6c\x00\x04\x74\
+            \xdd\x04\x81\x00\x00\x00\x00\x00\x00\x00\xff\x2e\xff\x2d\x28\xc4\xff\x1d\
+            \xff\x17\xff\x21\x8d\xf2\xda";
+        assert_eq!(crash.len(), 69);
+        match decode_to_mono_16k(crash, 60.0) {
+            Err(BackendError::InvalidInput(_)) => {}
+            other => panic!("expected InvalidInput, got {other:?}"),
+        }
+    }
+
     fn sine(rate: u32, secs: f32, hz: f32) -> Vec<f32> {
         let n = (rate as f32 * secs) as usize;
         (0..n)
