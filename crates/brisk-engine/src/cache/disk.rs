@@ -210,6 +210,8 @@ mod tests {
         assert!(ttl > 50_000 && ttl <= 60_000, "{ttl}");
         assert_eq!(t.entries(), 1);
         assert_eq!(t.bytes(), 5);
+        drop(t);
+        let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
     }
 
     #[test]
@@ -229,6 +231,8 @@ mod tests {
         assert_eq!(t.entries(), 3);
         assert!(t.get(&[1; 32]).expect("get").is_none(), "LRU entry evicted");
         assert!(t.get(&[4; 32]).expect("get").is_some(), "newest kept");
+        drop(t);
+        let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
     }
 
     #[test]
@@ -239,5 +243,7 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(5));
         assert!(t.get(&[7; 32]).expect("get").is_none());
         assert_eq!(t.entries(), 0);
+        drop(t);
+        let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
     }
 }
