@@ -435,13 +435,11 @@ async fn run(
     let first = rx.recv().await;
     let first = match first {
         Some(Msg::Done(Err(e))) => return Err(e),
-        Some(Msg::Done(Ok((g, CacheStatus::Hit)))) => {
-            // A cached answer has no pieces of its own: send it whole.
-            status = CacheStatus::Hit;
-            Some(Msg::Cached(g))
-        }
         other => other,
     };
+    if let Some(Msg::Done(Ok((_, CacheStatus::Hit)))) = &first {
+        status = CacheStatus::Hit;
+    }
     let chunk = move |choices: Value, usage: Option<Value>| -> Event {
         let mut v = json!({
             "id": id, "object": kind.object(true), "created": created, "model": model, "choices": choices,
@@ -458,18 +456,6 @@ async fn run(
                 let ev = chunk(json!([kind.choice(&p, None, !sent_first, true)]), None);
                 sent_first = true;
                 vec![ev]
-            }
-            Msg::Cached(g) => {
-                let mut evs = vec![chunk(json!([kind.choice(&g.text, None, true, true)]), None)];
-                evs.push(chunk(
-                    json!([kind.choice("", Some(finish(g.finish_reason)), false, true)]),
-                    None,
-                ));
-                if include_usage {
-                    evs.push(chunk(json!([]), Some(usage(&g))));
-                }
-                evs.push(Event::default().data("[DONE]"));
-                evs
             }
             Msg::Done(Ok((g, _))) => {
                 let mut evs = Vec::new();
@@ -496,7 +482,16 @@ async fn run(
             ],
         }
     };
-    let head = first.map(&mut to_events).unwrap_or_default();
+    let head = match first {
+        // A cached answer has no pieces of its own: it goes out whole.
+        Some(Msg::Done(Ok((g, CacheStatus::Hit)))) => {
+            let mut evs = to_events(Msg::Piece(g.text.clone()));
+            evs.extend(to_events(Msg::Done(Ok((g, CacheStatus::Hit)))));
+            evs
+        }
+        Some(m) => to_events(m),
+        None => Vec::new(),
+    };
     let stream = futures_util::stream::iter(head.into_iter().map(Ok::<_, Infallible>)).chain(
         futures_util::stream::unfold((rx, to_events), |(mut rx, mut f)| async move {
             let msg = rx.recv().await?;
@@ -515,8 +510,6 @@ async fn run(
 enum Msg {
     Piece(String),
     Done(Result<(Generation, CacheStatus), AppError>),
-    /// A whole answer from the cache, sent as one piece.
-    Cached(Generation),
 }
 
 async fn generate(

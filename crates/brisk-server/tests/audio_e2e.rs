@@ -21,32 +21,6 @@ fn state(max_audio_bytes: usize, max_audio_seconds: f64) -> AppState {
     })
 }
 
-/// Word error rate: word-level Levenshtein over lowercase words without punctuation.
-fn wer(reference: &str, hypothesis: &str) -> f64 {
-    let words = |s: &str| -> Vec<String> {
-        s.split_whitespace()
-            .map(|w| {
-                w.chars()
-                    .filter(|c| c.is_alphanumeric())
-                    .collect::<String>()
-                    .to_lowercase()
-            })
-            .filter(|w| !w.is_empty())
-            .collect()
-    };
-    let (r, h) = (words(reference), words(hypothesis));
-    let mut prev: Vec<usize> = (0..=h.len()).collect();
-    for (i, rw) in r.iter().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, hw) in h.iter().enumerate() {
-            let sub = prev[j] + usize::from(rw != hw);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[h.len()] as f64 / r.len().max(1) as f64
-}
-
 fn multipart(fields: &[(&str, &str)], file: Option<&[u8]>) -> (String, Vec<u8>) {
     let boundary = "brisk-test-boundary-7d1f";
     let mut body = Vec::new();
@@ -96,7 +70,7 @@ async fn transcribes_real_speech_in_every_response_format() {
     assert_eq!(st, StatusCode::OK, "{body}");
     let v: Value = serde_json::from_str(&body).expect("json");
     let text = v["text"].as_str().expect("text");
-    assert!(wer(BECKETT, text) <= 0.2, "{text}");
+    assert!(common::wer(BECKETT, text) <= 0.2, "{text}");
 
     let (st, body) = post(
         &s,
@@ -139,7 +113,7 @@ async fn transcribes_real_speech_in_every_response_format() {
         Some(&wav),
     )
     .await;
-    assert!(wer(BECKETT, &plain) <= 0.2, "{plain}");
+    assert!(common::wer(BECKETT, &plain) <= 0.2, "{plain}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

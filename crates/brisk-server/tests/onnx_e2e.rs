@@ -114,37 +114,10 @@ async fn speak(s: &AppState, body: Value) -> (StatusCode, String, Vec<u8>) {
     .await
 }
 
-fn words(s: &str) -> Vec<String> {
-    s.split_whitespace()
-        .map(|w| {
-            w.chars()
-                .filter(|c| c.is_alphanumeric())
-                .collect::<String>()
-                .to_lowercase()
-        })
-        .filter(|w| !w.is_empty())
-        .collect()
-}
-
-/// Edit distance over items, divided by the reference length.
-fn error_rate<T: PartialEq>(r: &[T], h: &[T]) -> f64 {
-    let mut prev: Vec<usize> = (0..=h.len()).collect();
-    for (i, rc) in r.iter().enumerate() {
-        let mut cur = vec![i + 1; h.len() + 1];
-        for (j, hc) in h.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(rc != hc))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[h.len()] as f64 / r.len().max(1) as f64
-}
-
 fn cer(reference: &str, hypothesis: &str) -> f64 {
     let r: Vec<char> = reference.chars().collect();
     let h: Vec<char> = hypothesis.chars().collect();
-    error_rate(&r, &h)
+    common::error_rate(&r, &h)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,7 +142,7 @@ async fn speech_comes_back_through_whisper() {
     .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let heard = v["text"].as_str().expect("text");
-    let wer = error_rate(&words(text), &words(heard));
+    let wer = common::error_rate(&common::words(text), &common::words(heard));
     assert!(
         wer <= 0.2,
         "WER {wer:.2}: whisper heard '{heard}' for '{text}'"
@@ -474,7 +447,7 @@ async fn transcription_chunks_long_audio_at_silences() {
     assert_eq!(st, StatusCode::OK, "{v}");
     let text = v["text"].as_str().expect("text");
     let reference = [BECKETT; 3].join(" ");
-    let wer = error_rate(&words(&reference), &words(text));
+    let wer = common::error_rate(&common::words(&reference), &common::words(text));
     assert!(wer <= 0.2, "WER {wer:.2}: {text}");
     let duration = v["duration"].as_f64().expect("duration");
     assert!(

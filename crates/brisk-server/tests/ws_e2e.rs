@@ -118,32 +118,6 @@ async fn stream(addr: SocketAddr, start: Value, pcm: &[u8], speed: f64) -> Trans
         .expect("reader")
 }
 
-/// Word error rate over lowercase words without punctuation.
-fn wer(reference: &str, hypothesis: &str) -> f64 {
-    let words = |s: &str| -> Vec<String> {
-        s.split_whitespace()
-            .map(|w| {
-                w.chars()
-                    .filter(|c| c.is_alphanumeric())
-                    .collect::<String>()
-                    .to_lowercase()
-            })
-            .filter(|w| !w.is_empty())
-            .collect()
-    };
-    let (r, h) = (words(reference), words(hypothesis));
-    let mut prev: Vec<usize> = (0..=h.len()).collect();
-    for (i, rw) in r.iter().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, hw) in h.iter().enumerate() {
-            let sub = prev[j] + usize::from(rw != hw);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[h.len()] as f64 / r.len().max(1) as f64
-}
-
 /// The PCM16 payload of a 16 kHz mono WAV.
 fn wav_pcm(wav: &[u8]) -> Vec<u8> {
     assert_eq!(&wav[..4], b"RIFF");
@@ -211,7 +185,7 @@ fn check_beckett(t: &Transcript, label: &str) {
         "{label}: VAD found the pauses: {finals:?}"
     );
     let text = t.final_text();
-    let w = wer(BECKETT, &text);
+    let w = common::wer(BECKETT, &text);
     eprintln!(
         "{label}: {} finals, {} partials, WER {w:.2}: {text}",
         finals.len(),

@@ -120,3 +120,36 @@ pub fn tone_wav(seconds: f64) -> Vec<u8> {
     }
     w
 }
+
+/// Lowercase words without punctuation, for word error rates.
+pub fn words(s: &str) -> Vec<String> {
+    s.split_whitespace()
+        .map(|w| {
+            w.chars()
+                .filter(|c| c.is_alphanumeric())
+                .collect::<String>()
+                .to_lowercase()
+        })
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+/// Edit distance over items, divided by the reference length.
+pub fn error_rate<T: PartialEq>(r: &[T], h: &[T]) -> f64 {
+    let mut prev: Vec<usize> = (0..=h.len()).collect();
+    for (i, rc) in r.iter().enumerate() {
+        let mut cur = vec![i + 1; h.len() + 1];
+        for (j, hc) in h.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(rc != hc))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[h.len()] as f64 / r.len().max(1) as f64
+}
+
+/// Word error rate: word-level edit distance over [`words`].
+pub fn wer(reference: &str, hypothesis: &str) -> f64 {
+    error_rate(&words(reference), &words(hypothesis))
+}
