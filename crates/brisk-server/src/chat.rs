@@ -287,30 +287,11 @@ pub async fn chat(
     let model = required_model(req.model)?;
     let messages = parse_messages(req.messages)?;
     let limits = &state.config.limits;
-    if messages.len() > limits.max_messages {
-        return Err(AppError::bad(
-            format!(
-                "'messages' has {} items; at most {} are accepted",
-                messages.len(),
-                limits.max_messages
-            ),
-            "messages",
-        ));
-    }
-    if let Some((i, m)) = messages
-        .iter()
-        .enumerate()
-        .find(|(_, m)| m.content.chars().count() > limits.max_input_chars)
-    {
-        return Err(AppError::bad(
-            format!(
-                "messages[{i}] has {} characters; at most {} are accepted",
-                m.content.chars().count(),
-                limits.max_input_chars
-            ),
-            "messages",
-        ));
-    }
+    limits.check_list(
+        "messages",
+        limits.max_messages,
+        messages.iter().map(|m| m.content.as_str()),
+    )?;
     run(
         state,
         model,
@@ -340,16 +321,10 @@ pub async fn completion(
             ))
         }
     };
-    if prompt.chars().count() > state.config.limits.max_input_chars {
-        return Err(AppError::bad(
-            format!(
-                "'prompt' has {} characters; at most {} are accepted",
-                prompt.chars().count(),
-                state.config.limits.max_input_chars
-            ),
-            "prompt",
-        ));
-    }
+    state
+        .config
+        .limits
+        .check_chars(|| "'prompt'".into(), &prompt, "prompt")?;
     run(
         state,
         model,

@@ -61,6 +61,58 @@ pub struct LimitsConfig {
     pub max_messages: usize,
 }
 
+impl LimitsConfig {
+    /// A 400 when `text` (called `label()` in the message) is longer than
+    /// `max_input_chars`. The label is built only for the error.
+    pub fn check_chars(
+        &self,
+        label: impl FnOnce() -> String,
+        text: &str,
+        param: &'static str,
+    ) -> Result<(), crate::error::AppError> {
+        let n = text.chars().count();
+        if n <= self.max_input_chars {
+            return Ok(());
+        }
+        Err(crate::error::AppError::bad(
+            format!(
+                "{} has {n} characters; at most {} are accepted",
+                label(),
+                self.max_input_chars
+            ),
+            param,
+        ))
+    }
+
+    /// A 400 when the list `param` has more than `max_items` texts, or one
+    /// of them (`param[i]`) is over `max_input_chars`.
+    pub fn check_list<'a, I>(
+        &self,
+        param: &'static str,
+        max_items: usize,
+        texts: I,
+    ) -> Result<(), crate::error::AppError>
+    where
+        I: IntoIterator<Item = &'a str>,
+        I::IntoIter: ExactSizeIterator,
+    {
+        let texts = texts.into_iter();
+        if texts.len() > max_items {
+            return Err(crate::error::AppError::bad(
+                format!(
+                    "'{param}' has {} items; at most {max_items} are accepted per request",
+                    texts.len()
+                ),
+                param,
+            ));
+        }
+        for (i, t) in texts.enumerate() {
+            self.check_chars(|| format!("{param}[{i}]"), t, param)?;
+        }
+        Ok(())
+    }
+}
+
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {

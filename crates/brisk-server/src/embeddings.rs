@@ -10,7 +10,6 @@ use brisk_engine::{CacheMode, CacheStatus};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::config::LimitsConfig;
 use crate::error::{AppError, Json};
 use crate::AppState;
 
@@ -60,35 +59,6 @@ pub fn parse_input(input: Option<Value>) -> Result<Vec<String>, AppError> {
             json_type(&other)
         ))),
     }
-}
-
-/// The `[limits]` on a list of input texts.
-pub fn check_texts(texts: &[String], limits: &LimitsConfig) -> Result<(), AppError> {
-    if texts.len() > limits.max_inputs {
-        return Err(AppError::bad(
-            format!(
-                "'input' has {} items; at most {} are accepted per request",
-                texts.len(),
-                limits.max_inputs
-            ),
-            "input",
-        ));
-    }
-    if let Some((i, t)) = texts
-        .iter()
-        .enumerate()
-        .find(|(_, t)| t.chars().count() > limits.max_input_chars)
-    {
-        return Err(AppError::bad(
-            format!(
-                "input[{i}] has {} characters; at most {} are accepted",
-                t.chars().count(),
-                limits.max_input_chars
-            ),
-            "input",
-        ));
-    }
-    Ok(())
 }
 
 fn json_type(v: &Value) -> &'static str {
@@ -147,7 +117,11 @@ pub async fn create(
         }
     };
     let texts = parse_input(req.input)?;
-    check_texts(&texts, &state.config.limits)?;
+    state.config.limits.check_list(
+        "input",
+        state.config.limits.max_inputs,
+        texts.iter().map(String::as_str),
+    )?;
     let (vectors, prompt_tokens, status) = embed(
         &state,
         &model,
@@ -224,7 +198,11 @@ pub async fn v2_infer(
         ));
     }
     let texts = parse_input(Some(input.data.clone()))?;
-    check_texts(&texts, &state.config.limits)?;
+    state.config.limits.check_list(
+        "input",
+        state.config.limits.max_inputs,
+        texts.iter().map(String::as_str),
+    )?;
     let (vectors, _, status) =
         embed(&state, &model, texts, false, crate::cache::mode(&headers)).await?;
     let dim = vectors.first().map(Vec::len).unwrap_or(0);
