@@ -23,8 +23,8 @@ COPY crates/brisk-server/Cargo.toml crates/brisk-server/Cargo.toml
 RUN for c in brisk-core brisk-engine brisk-backends brisk-server; do \
       mkdir -p "crates/$c/src" && touch "crates/$c/src/lib.rs"; \
     done \
- && mkdir -p crates/brisk-backends/examples \
- && for t in crates/brisk-server/src/main.rs crates/brisk-backends/examples/llama_bench.rs \
+ && mkdir -p crates/brisk-backends/examples crates/brisk-server/src/cli \
+ && for t in crates/brisk-server/src/cli/main.rs crates/brisk-backends/examples/llama_bench.rs \
              crates/brisk-backends/examples/whisper_bench.rs; do echo 'fn main() {}' > "$t"; done \
  && cargo fetch --locked
 COPY crates crates

@@ -16,21 +16,10 @@ use axum::extract::{Request, State};
 use axum::http::{header, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 
+use crate::config::AuthConfig;
 use crate::error::AppError;
 use crate::AppState;
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthConfig {
-    /// Keys for clients; also read from `BRISK_API_KEYS` (comma-separated).
-    pub api_keys: Vec<String>,
-    /// Keys for admin endpoints; also read from `BRISK_ADMIN_KEYS`.
-    pub admin_keys: Vec<String>,
-    /// Serve `/metrics` without a key (for Prometheus scrapers).
-    pub public_metrics: bool,
-}
 
 /// The configured keys, hashed once at startup.
 #[derive(Debug, Clone, Default)]

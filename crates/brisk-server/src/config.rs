@@ -36,13 +36,13 @@ pub struct Config {
     pub defaults: ModelDefaults,
     pub models: BTreeMap<String, ModelConfig>,
     /// Named graphs of model steps, served at `/v1/pipelines/{name}`.
-    pub pipelines: BTreeMap<String, crate::pipelines::PipelineConfig>,
+    pub pipelines: BTreeMap<String, brisk_engine::pipeline::PipelineConfig>,
     pub cache: CacheConfig,
     /// `[jobs]`: async jobs stored in SQLite.
-    pub jobs: crate::jobs::JobsConfig,
+    pub jobs: JobsConfig,
     /// `[stream]`: live transcription over WebSocket.
-    pub stream: crate::stream::StreamConfig,
-    pub auth: crate::auth::AuthConfig,
+    pub stream: StreamConfig,
+    pub auth: AuthConfig,
     pub limits: LimitsConfig,
 }
 
@@ -144,7 +144,7 @@ pub struct CacheConfig {
     /// After a Redis failure, Redis is skipped for this long.
     pub redis_retry_s: u64,
     /// Requests computed in the background after startup.
-    pub prewarm: Vec<crate::cache::PrewarmItem>,
+    pub prewarm: Vec<PrewarmItem>,
 }
 
 impl Default for CacheConfig {
@@ -480,6 +480,123 @@ pub fn resolve_source(source: &str, models_dir: &Path) -> Result<PathBuf, String
     } else {
         models_dir.join(p)
     })
+}
+
+/// `[jobs]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    pub enabled: bool,
+    /// The SQLite file; relative paths resolve against the working directory.
+    pub db_path: PathBuf,
+    /// Jobs run at the same time.
+    pub workers: usize,
+    /// How long a finished job's result can be fetched.
+    pub result_ttl_s: u64,
+    /// Starts (including restarts after a crash) before a job is failed.
+    pub max_attempts: u32,
+    /// Connections in the pool.
+    pub pool_size: usize,
+    /// Wait for a locked database before retrying.
+    pub busy_timeout_ms: u64,
+    /// Largest stored request body (JSON or multipart upload).
+    pub max_body_bytes: usize,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            db_path: PathBuf::from("./brisk-jobs.sqlite"),
+            workers: 2,
+            result_ttl_s: 24 * 3600,
+            max_attempts: 3,
+            pool_size: 4,
+            busy_timeout_ms: 5000,
+            max_body_bytes: 100 * 1024 * 1024,
+        }
+    }
+}
+
+/// `[stream]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamConfig {
+    /// Model used when the client names none.
+    pub default_model: Option<String>,
+    /// Audio between two partial transcripts of an ongoing utterance;
+    /// 0 = no partials.
+    pub partial_interval_ms: u64,
+    /// Longest utterance; longer speech is cut into several.
+    pub max_utterance_s: f64,
+    /// Utterances waiting for the model before the session is closed.
+    pub max_pending_utterances: usize,
+    /// Events waiting for a client that does not read.
+    pub max_pending_events: usize,
+    /// A send to the client that takes longer ends the session.
+    pub send_timeout_ms: u64,
+    /// A session that sends nothing this long is closed.
+    pub idle_timeout_s: u64,
+    /// Largest WebSocket message accepted.
+    pub max_message_bytes: usize,
+    /// Silence that ends an utterance.
+    pub hangover_ms: usize,
+    /// Energy VAD: speech is this many times louder than the noise floor.
+    pub vad_ratio: f32,
+    /// Energy VAD: and louder than this RMS (full scale 1.0).
+    pub vad_min_rms: f32,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        let e = brisk_engine::speech::energy_vad::EnergySettings::default();
+        Self {
+            default_model: None,
+            partial_interval_ms: 1000,
+            max_utterance_s: 25.0,
+            max_pending_utterances: 4,
+            max_pending_events: 32,
+            send_timeout_ms: 5000,
+            idle_timeout_s: 60,
+            max_message_bytes: 1 << 20,
+            hangover_ms: brisk_engine::speech::energy_vad::SegmentSettings::default().hangover_ms,
+            vad_ratio: e.ratio,
+            vad_min_rms: e.min_rms,
+        }
+    }
+}
+
+/// `[auth]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Keys for clients; also read from `BRISK_API_KEYS` (comma-separated).
+    pub api_keys: Vec<String>,
+    /// Keys for admin endpoints; also read from `BRISK_ADMIN_KEYS`.
+    pub admin_keys: Vec<String>,
+    /// Serve `/metrics` without a key (for Prometheus scrapers).
+    pub public_metrics: bool,
+}
+
+/// One prewarm request: an endpoint of brisk's own API and the body a
+/// client would send to it. Running it through the router (in process)
+/// produces exactly the cache key a real client's request will have.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrewarmItem {
+    /// e.g. `/v1/embeddings`, `/v1/chat/completions`,
+    /// `/v1/audio/transcriptions`.
+    pub endpoint: String,
+    /// JSON body, or the form fields of a multipart endpoint.
+    #[serde(default)]
+    pub body: serde_json::Map<String, serde_json::Value>,
+    /// For multipart endpoints: the file to upload (relative paths resolve
+    /// against the models folder).
+    pub file: Option<PathBuf>,
+    /// Shorthand for embeddings: one request per text (what clients
+    /// embedding single phrases send), with `body.model`.
+    #[serde(default)]
+    pub inputs: Vec<String>,
 }
 
 #[cfg(test)]

@@ -204,3 +204,15 @@ where
         }
     }
 }
+
+/// A multipart body that cannot be read: too large (413) or malformed (400).
+pub fn multipart_error(e: axum::extract::multipart::MultipartError) -> AppError {
+    if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        AppError::PayloadTooLarge(format!("upload is larger than the server accepts: {e}"))
+    } else {
+        AppError::BadRequest {
+            message: format!("invalid multipart body: {}", e.body_text()),
+            param: None,
+        }
+    }
+}

@@ -1,18 +1,17 @@
-//! Health (Open Inference Protocol v2), model management, metrics and the
-//! startup timeline. Task endpoints live in their own modules.
+//! The router: every route and the layers around them (body limits,
+//! auth, CORS, metrics). The handlers live in [`crate::api`].
 
-use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::header;
 use axum::routing::{get, post};
 use axum::Router;
-use serde_json::json;
 
-use crate::error::AppError;
-use crate::{
-    audio, auth, cache, chat, embeddings, jobs, observe, ocr, pipelines, speech, stream, vad,
-    AppState,
+use crate::api::health::{live, metrics, ready, startup};
+use crate::api::models::{
+    get_model, list_models, load_model, model_metadata, model_ready, unload_model,
 };
+use crate::api::{audio, cache, chat, dashboard, embeddings, ocr, pipelines, speech, vad};
+use crate::error::AppError;
+use crate::{auth, jobs, observe, stream, AppState};
 
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.server.max_body_bytes;
@@ -27,7 +26,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs", post(jobs::submit))
         .layer(axum::extract::DefaultBodyLimit::max(max_audio));
     Router::new()
-        .route("/", get(crate::dashboard::page))
+        .route("/", get(dashboard::page))
         .route("/v2/health/live", get(live))
         .route("/v2/health/ready", get(ready))
         .route("/v2/models/{model}/ready", get(model_ready))
@@ -77,126 +76,9 @@ fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
             header::CONTENT_TYPE,
             header::CACHE_CONTROL,
         ])
-        .expose_headers([HeaderName::from_static(crate::cache::HEADER)])
+        .expose_headers([HeaderName::from_static(cache::HEADER)])
 }
 
 async fn not_found() -> AppError {
     AppError::NotFound("no such endpoint".into())
-}
-
-/// Live as soon as the server accepts connections, whatever models do.
-async fn live() -> impl IntoResponse {
-    axum::Json(json!({ "live": true }))
-}
-
-/// 503 until every preload model has settled; the body says which wait.
-async fn ready(State(s): State<AppState>) -> Response {
-    let r = s.registry.readiness();
-    let status = if r.ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    let reason =
-        (!r.ready).then(|| format!("loading preload models: {}", r.waiting_for.join(", ")));
-    (
-        status,
-        axum::Json(json!({
-            "ready": r.ready,
-            "reason": reason,
-            "waiting_for": r.waiting_for,
-            "failed_preloads": r.failed,
-        })),
-    )
-        .into_response()
-}
-
-/// 200 when the model is loaded and can answer without a load; 503 with its
-/// state otherwise; 404 for an unknown model.
-async fn model_ready(
-    State(s): State<AppState>,
-    Path(model): Path<String>,
-) -> Result<Response, AppError> {
-    let st = s.registry.model_status(&model)?;
-    let status = if st.state == "ready" {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    Ok((
-        status,
-        axum::Json(json!({ "name": model, "ready": st.state == "ready", "state": st.state })),
-    )
-        .into_response())
-}
-
-async fn model_metadata(
-    State(s): State<AppState>,
-    Path(model): Path<String>,
-) -> Result<Response, AppError> {
-    let st = s.registry.model_status(&model)?;
-    Ok(axum::Json(json!({
-        "name": st.name,
-        "platform": st.backend,
-        "versions": ["1"],
-        "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
-        "outputs": [{"name": "embedding", "datatype": "FP32", "shape": [-1, -1]}],
-    }))
-    .into_response())
-}
-
-fn model_object(st: &brisk_engine::ModelStatus) -> serde_json::Value {
-    json!({
-        "id": st.name,
-        "object": "model",
-        "created": 0,
-        "owned_by": "brisk",
-        "brisk": st,
-    })
-}
-
-/// OpenAI's model list, each entry extended with brisk's load status.
-async fn list_models(State(s): State<AppState>) -> impl IntoResponse {
-    let data: Vec<_> = s.registry.status().iter().map(model_object).collect();
-    axum::Json(json!({ "object": "list", "data": data }))
-}
-
-async fn get_model(
-    State(s): State<AppState>,
-    Path(model): Path<String>,
-) -> Result<impl IntoResponse, AppError> {
-    Ok(axum::Json(model_object(&s.registry.model_status(&model)?)))
-}
-
-async fn load_model(
-    State(s): State<AppState>,
-    Path(model): Path<String>,
-) -> Result<impl IntoResponse, AppError> {
-    Ok(axum::Json(model_object(&s.registry.load(&model).await?)))
-}
-
-async fn unload_model(
-    State(s): State<AppState>,
-    Path(model): Path<String>,
-) -> Result<impl IntoResponse, AppError> {
-    Ok(axum::Json(model_object(&s.registry.unload(&model)?)))
-}
-
-/// Process start, listening, readiness and each model's load, in ms.
-async fn startup(State(s): State<AppState>) -> impl IntoResponse {
-    axum::Json(json!({
-        "uptime_ms": s.timeline().start().elapsed().as_millis() as u64,
-        "events": s.timeline().events(),
-    }))
-}
-
-async fn metrics(State(s): State<AppState>) -> Response {
-    match &s.metrics {
-        Some(h) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            h.render(),
-        )
-            .into_response(),
-        None => AppError::NotFound("metrics recorder is not installed".into()).into_response(),
-    }
 }

@@ -55,7 +55,7 @@ pub fn build_state(config: Config, timeline: Timeline) -> anyhow::Result<AppStat
         let cache = brisk_engine::ResultCache::new(settings).context("opening the result cache")?;
         registry.set_cache(Arc::new(cache));
     }
-    let pipelines = crate::pipelines::Pipelines::build(&config.pipelines, &registry)?;
+    let pipelines = brisk_engine::pipeline::Pipelines::build(&config.pipelines, &registry)?;
     let keys = crate::auth::Keys::from_config(&config.auth)
         .map_err(|e| anyhow::anyhow!("invalid [auth] config: {e}"))?;
     if config
@@ -115,11 +115,12 @@ pub async fn serve(opts: ServeOptions, started: Instant) -> anyhow::Result<()> {
     // The server must start even where the jobs database cannot live (a
     // read-only working directory with the embedded default): everything
     // else still serves, and /v1/jobs says jobs are disabled.
-    if let Err(e) = crate::jobs::start(&mut state) {
+    if let Err(e) = crate::jobs::open(&mut state) {
         tracing::error!(error = %e, "async jobs disabled: cannot open the jobs database");
     }
-    let app = crate::router(state);
-    crate::cache::spawn_prewarm(app.clone(), registry.clone(), prewarm, models_dir);
+    let app = crate::router(state.clone());
+    crate::jobs::spawn_workers(&state, app.clone());
+    crate::api::cache::spawn_prewarm(app.clone(), registry.clone(), prewarm, models_dir);
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown_signal().await;

@@ -143,7 +143,7 @@ fn bench_load_reports_throughput_percentiles_and_status_counts() {
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
     let t0 = std::time::Instant::now();
     while !matches!(
-        brisk_server::bench::http(addr, "GET", "/v2/health/live", None),
+        brisk_server::cli::bench::http(addr, "GET", "/v2/health/live", None),
         Ok((200, _))
     ) {
         assert!(t0.elapsed().as_secs() < 10, "brisk did not come up");

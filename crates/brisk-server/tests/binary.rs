@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use brisk_server::bench::http;
+use brisk_server::cli::bench::http;
 use serde_json::Value;
 
 struct Server {

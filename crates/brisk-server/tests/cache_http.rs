@@ -258,7 +258,7 @@ async fn prewarm_fills_the_cache_in_the_background() {
          body = {{ model = \"gen\", max_tokens = 6, temperature = 0, messages = [{{ role = \"user\", content = \"hi\" }}] }}\n"
     );
     let s = state(&toml);
-    brisk_server::cache::spawn_prewarm(
+    brisk_server::api::cache::spawn_prewarm(
         router(s.clone()),
         s.registry.clone(),
         s.config.cache.prewarm.clone(),

@@ -380,7 +380,7 @@ async fn a_real_listener_on_port_zero_serves_the_same_api() {
     let addr = listener.local_addr().expect("addr");
     let server = tokio::spawn(async move { axum::serve(listener, router(s)).await });
     let (status, body) = tokio::task::spawn_blocking(move || {
-        brisk_server::bench::http(
+        brisk_server::cli::bench::http(
             addr,
             "POST",
             "/v1/embeddings",

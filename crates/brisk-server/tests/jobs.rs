@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use brisk_engine::Timeline;
-use brisk_server::bench::http;
+use brisk_server::cli::bench::http;
 use brisk_server::config::Config;
 use brisk_server::{build_state, jobs, AppState};
 use serde_json::{json, Value};
@@ -57,7 +57,8 @@ fn state(toml: &str) -> AppState {
     let config = Config::from_toml(toml).expect("config");
     let mut s = build_state(config, Timeline::new(Instant::now())).expect("state");
     s.registry.start();
-    jobs::start(&mut s).expect("jobs");
+    jobs::open(&mut s).expect("jobs");
+    jobs::spawn_workers(&s, brisk_server::router(s.clone()));
     s
 }
 
@@ -302,7 +303,7 @@ async fn startup_requeues_interrupted_jobs_and_fails_exhausted_ones() {
     // A first "process" stores two jobs; then the rows are made to look
     // like a crash mid-run: one on its first attempt, one on its last.
     {
-        let cfg = brisk_server::jobs::JobsConfig {
+        let cfg = brisk_server::config::JobsConfig {
             db_path: db.clone(),
             ..Default::default()
         };

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use brisk_server::bench::{http, load, LoadOptions};
+use brisk_server::cli::bench::{http, load, LoadOptions};
 
 #[test]
 fn a_thousand_clients_get_200_or_429_and_memory_stays_bounded() {

@@ -59,3 +59,30 @@ pub async fn blocking<T: Send + 'static>(
         ))
     })?
 }
+
+/// This build's audio codec, for pipeline steps run by the engine.
+pub struct Codec;
+
+impl brisk_engine::pipeline::AudioCodec for Codec {
+    fn decode(
+        &self,
+        bytes: &[u8],
+        max_seconds: f64,
+    ) -> Result<Vec<f32>, brisk_engine::pipeline::StepError> {
+        use brisk_engine::pipeline::StepError;
+        decode_audio(bytes, max_seconds).map_err(|e| match e {
+            AppError::Engine(e) => StepError::Engine(e),
+            other => StepError::BadInput(other.to_string()),
+        })
+    }
+
+    #[cfg(feature = "whisper")]
+    fn encode_wav(&self, samples: &[f32], sample_rate: u32) -> Vec<u8> {
+        brisk_backends::whisper::audio::encode_wav_i16(samples, sample_rate, 1)
+    }
+
+    #[cfg(not(feature = "whisper"))]
+    fn encode_wav(&self, _samples: &[f32], _sample_rate: u32) -> Vec<u8> {
+        Vec::new()
+    }
+}

@@ -11,8 +11,9 @@ use axum::response::{IntoResponse, Response};
 use brisk_core::{Request, SpeakRequest, Task};
 use serde::Deserialize;
 
+use super::{decode, uploads};
 use crate::error::{AppError, Json};
-use crate::{decode, uploads, AppState};
+use crate::AppState;
 
 /// OpenAI's rate for `pcm`.
 const PCM_RATE: u32 = 24_000;
@@ -109,7 +110,7 @@ pub async fn speech(
         voice: req.voice.filter(|v| !v.is_empty()),
         speed,
     });
-    let mode = crate::cache::mode(&headers);
+    let mode = super::cache::mode(&headers);
     let (audio, status) = match state.registry.infer_with(&model, request, mode).await? {
         (brisk_core::Response::Speech(a), status) => (a, status),
         (other, _) => return Err(uploads::unexpected(&other)),
@@ -134,7 +135,7 @@ pub async fn speech(
         body,
     )
         .into_response();
-    Ok(crate::cache::tag(response, status))
+    Ok(super::cache::tag(response, status))
 }
 
 #[cfg(test)]

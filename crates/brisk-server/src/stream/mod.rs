@@ -35,59 +35,11 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use crate::energy_vad::{
-    EnergySettings, EnergyVad, SegmentSettings, Segmenter, Utterance, SAMPLE_RATE,
-};
 use crate::error::AppError;
 use crate::AppState;
-
-/// `[stream]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StreamConfig {
-    /// Model used when the client names none.
-    pub default_model: Option<String>,
-    /// Audio between two partial transcripts of an ongoing utterance;
-    /// 0 = no partials.
-    pub partial_interval_ms: u64,
-    /// Longest utterance; longer speech is cut into several.
-    pub max_utterance_s: f64,
-    /// Utterances waiting for the model before the session is closed.
-    pub max_pending_utterances: usize,
-    /// Events waiting for a client that does not read.
-    pub max_pending_events: usize,
-    /// A send to the client that takes longer ends the session.
-    pub send_timeout_ms: u64,
-    /// A session that sends nothing this long is closed.
-    pub idle_timeout_s: u64,
-    /// Largest WebSocket message accepted.
-    pub max_message_bytes: usize,
-    /// Silence that ends an utterance.
-    pub hangover_ms: usize,
-    /// Energy VAD: speech is this many times louder than the noise floor.
-    pub vad_ratio: f32,
-    /// Energy VAD: and louder than this RMS (full scale 1.0).
-    pub vad_min_rms: f32,
-}
-
-impl Default for StreamConfig {
-    fn default() -> Self {
-        let e = EnergySettings::default();
-        Self {
-            default_model: None,
-            partial_interval_ms: 1000,
-            max_utterance_s: 25.0,
-            max_pending_utterances: 4,
-            max_pending_events: 32,
-            send_timeout_ms: 5000,
-            idle_timeout_s: 60,
-            max_message_bytes: 1 << 20,
-            hangover_ms: SegmentSettings::default().hangover_ms,
-            vad_ratio: e.ratio,
-            vad_min_rms: e.min_rms,
-        }
-    }
-}
+use brisk_engine::speech::energy_vad::{
+    EnergySettings, EnergyVad, SegmentSettings, Segmenter, Utterance, SAMPLE_RATE,
+};
 
 #[derive(Debug, Deserialize)]
 pub struct StreamQuery {

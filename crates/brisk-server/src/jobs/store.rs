@@ -1,20 +1,6 @@
-//! Async jobs: `POST /v1/jobs` stores a request for any endpoint (a task,
-//! a pipeline, a long audio upload) and answers at once with a job id;
-//! workers run it later; `GET /v1/jobs/{id}` reports status and result;
-//! `DELETE /v1/jobs/{id}` cancels it.
-//!
-//! Jobs live in one SQLite file (WAL) so they survive a crash: on start-up,
-//! jobs a dead process left `running` are requeued (or failed once they have
-//! used `max_attempts`), and queued ones simply run. Claiming is one
-//! `UPDATE ... WHERE status = 'queued' RETURNING`, so a job is taken by
-//! exactly one worker however many poll.
-//!
-//! A job is run by sending its stored request through the in-process router
-//! (like cache prewarming does), so every endpoint works as a job with the
-//! same validation, cache and registry path as a direct call.
-//!
-//! One process per database file is assumed: start-up recovery treats every
-//! `running` row as orphaned.
+//! The job store: one SQLite file (WAL) behind a small connection pool,
+//! exactly-once claiming, crash recovery, result expiry, and the worker loop
+//! that runs a claimed job through the in-process router.
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
@@ -24,57 +10,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::body::{Body, Bytes};
-use axum::extract::{Path as UrlPath, Query, State};
-use axum::http::{header, HeaderMap, Method, Request, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::body::Body;
+use axum::http::{header, Method, Request};
 use axum::Router;
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
-use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::{Notify, Semaphore};
 use tower::ServiceExt;
 use tracing::Instrument;
 
+use crate::config::JobsConfig;
 use crate::error::AppError;
-use crate::AppState;
-
-/// `[jobs]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct JobsConfig {
-    pub enabled: bool,
-    /// The SQLite file; relative paths resolve against the working directory.
-    pub db_path: PathBuf,
-    /// Jobs run at the same time.
-    pub workers: usize,
-    /// How long a finished job's result can be fetched.
-    pub result_ttl_s: u64,
-    /// Starts (including restarts after a crash) before a job is failed.
-    pub max_attempts: u32,
-    /// Connections in the pool.
-    pub pool_size: usize,
-    /// Wait for a locked database before retrying.
-    pub busy_timeout_ms: u64,
-    /// Largest stored request body (JSON or multipart upload).
-    pub max_body_bytes: usize,
-}
-
-impl Default for JobsConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            db_path: PathBuf::from("./brisk-jobs.sqlite"),
-            workers: 2,
-            result_ttl_s: 24 * 3600,
-            max_attempts: 3,
-            pool_size: 4,
-            busy_timeout_ms: 5000,
-            max_body_bytes: 100 * 1024 * 1024,
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobsError {
@@ -504,7 +451,7 @@ impl Jobs {
     }
 
     /// One worker's loop: claim, run through the router, record.
-    async fn work(self: Arc<Self>, router: Router) {
+    pub(super) async fn work(self: Arc<Self>, router: Router) {
         loop {
             let job = match self.claim().await {
                 Ok(Some(job)) => job,
@@ -651,155 +598,4 @@ fn row_json(r: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
         "result": result,
         "error": error,
     }))
-}
-
-/// Opens the job store, puts it in the state and starts the workers and the
-/// result purge. Call inside the runtime, before building the served router.
-pub fn start(state: &mut AppState) -> Result<(), JobsError> {
-    let config = &state.config.jobs;
-    if !config.enabled {
-        return Ok(());
-    }
-    let jobs = Arc::new(Jobs::open(config)?);
-    state.jobs = Some(jobs.clone());
-    let router = crate::router(state.clone());
-    for _ in 0..config.workers.max(1) {
-        tokio::spawn(jobs.clone().work(router.clone()));
-    }
-    let every = Duration::from_secs(config.result_ttl_s.clamp(1, 60));
-    let weak = Arc::downgrade(&jobs);
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(every).await;
-            let Some(jobs) = weak.upgrade() else { return };
-            if let Err(e) = jobs.purge().await {
-                tracing::warn!(error = %e, "purging expired jobs failed");
-            }
-        }
-    });
-    tracing::info!(db = %config.db_path.display(), workers = config.workers, "jobs started");
-    Ok(())
-}
-
-fn store(s: &AppState) -> Result<&Arc<Jobs>, AppError> {
-    s.jobs
-        .as_ref()
-        .ok_or_else(|| AppError::NotFound("jobs are disabled on this server".into()))
-}
-
-#[derive(Deserialize)]
-pub struct SubmitQuery {
-    endpoint: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct JsonJob {
-    endpoint: String,
-    #[serde(default)]
-    body: Value,
-}
-
-/// Only task endpoints of this server may be jobs (not jobs themselves).
-fn check_endpoint(endpoint: &str) -> Result<(), AppError> {
-    let ok = (endpoint.starts_with("/v1/") || endpoint.starts_with("/v2/"))
-        && !endpoint.starts_with("/v1/jobs")
-        && !endpoint.contains("..")
-        && endpoint.parse::<axum::http::Uri>().is_ok();
-    if ok {
-        Ok(())
-    } else {
-        Err(AppError::bad(
-            format!("'{endpoint}' is not an endpoint a job can run (e.g. /v1/embeddings)"),
-            "endpoint",
-        ))
-    }
-}
-
-/// `POST /v1/jobs`. JSON: `{"endpoint": "/v1/embeddings", "body": {...}}`.
-/// Uploads: the multipart form the endpoint itself takes, with the endpoint
-/// in the query (`/v1/jobs?endpoint=/v1/audio/transcriptions`).
-pub async fn submit(
-    State(s): State<AppState>,
-    Query(q): Query<SubmitQuery>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, AppError> {
-    let jobs = store(&s)?;
-    if body.len() > jobs.config.max_body_bytes {
-        return Err(AppError::PayloadTooLarge(format!(
-            "job body is {} bytes; the limit is {}",
-            body.len(),
-            jobs.config.max_body_bytes
-        )));
-    }
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let (endpoint, content_type, body) = if content_type.starts_with("multipart/form-data") {
-        let endpoint = q.endpoint.ok_or_else(|| {
-            AppError::bad(
-                "a multipart job names its endpoint in the query: /v1/jobs?endpoint=...",
-                "endpoint",
-            )
-        })?;
-        (endpoint, content_type, body.to_vec())
-    } else {
-        let job: JsonJob = serde_json::from_slice(&body).map_err(|e| AppError::BadRequest {
-            message: format!("expected {{\"endpoint\": ..., \"body\": {{...}}}}: {e}"),
-            param: None,
-        })?;
-        if !job.body.is_object() {
-            return Err(AppError::bad("body must be a JSON object", "body"));
-        }
-        (
-            job.endpoint,
-            "application/json".to_string(),
-            job.body.to_string().into_bytes(),
-        )
-    };
-    check_endpoint(&endpoint)?;
-    let job = jobs.submit(endpoint, content_type, body).await?;
-    Ok((StatusCode::ACCEPTED, axum::Json(job)).into_response())
-}
-
-/// `GET /v1/jobs/{id}`.
-pub async fn get(
-    State(s): State<AppState>,
-    UrlPath(id): UrlPath<String>,
-) -> Result<Response, AppError> {
-    match store(&s)?.get(&id).await? {
-        Some(job) => Ok(axum::Json(job).into_response()),
-        None => Err(AppError::NotFound(format!(
-            "no job '{id}' (or its result expired)"
-        ))),
-    }
-}
-
-/// `DELETE /v1/jobs/{id}`.
-pub async fn cancel(
-    State(s): State<AppState>,
-    UrlPath(id): UrlPath<String>,
-) -> Result<Response, AppError> {
-    match store(&s)?.cancel(&id).await? {
-        Some(job) => Ok(axum::Json(job).into_response()),
-        None => Err(AppError::NotFound(format!("no job '{id}'"))),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_task_endpoints_can_be_jobs() {
-        assert!(check_endpoint("/v1/embeddings").is_ok());
-        assert!(check_endpoint("/v1/pipelines/voice").is_ok());
-        assert!(check_endpoint("/v1/jobs").is_err());
-        assert!(check_endpoint("/v1/jobs/x").is_err());
-        assert!(check_endpoint("http://evil/v1/embeddings").is_err());
-        assert!(check_endpoint("/v1/../metrics").is_err());
-    }
 }

@@ -17,8 +17,8 @@ use brisk_engine::Timeline;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::pipelines::{execute, Pipeline, PipelineInput};
 use crate::serve::{build_state, load_config, ServeOptions};
+use brisk_engine::pipeline::{execute, Pipeline, PipelineInput};
 
 #[derive(Debug, Clone)]
 pub struct PipelineBenchOptions {
@@ -127,11 +127,11 @@ pub fn run(opts: &PipelineBenchOptions) -> anyhow::Result<PipelineBenchSummary> 
         })?;
         let sequential = Arc::new(concurrent.one_by_one());
         let once = |p: Arc<Pipeline>| {
-            let state = state.clone();
+            let runner = state.pipeline_runner();
             let input = input.clone();
             async move {
                 let t0 = Instant::now();
-                let outcome = execute(&state, &p, input, |_, _, _| {})
+                let outcome = execute(&runner, &p, input, |_, _, _| {})
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
                 let steps: Vec<(String, f64)> = outcome

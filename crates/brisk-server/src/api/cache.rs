@@ -10,10 +10,10 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use brisk_engine::{CacheMode, CacheStatus, Registry};
-use serde::Deserialize;
 use serde_json::json;
 use tower::ServiceExt;
 
+use crate::config::PrewarmItem;
 use crate::error::AppError;
 use crate::AppState;
 
@@ -65,27 +65,6 @@ pub async fn clear(State(s): State<AppState>) -> Result<Response, AppError> {
     let errors = c.clear().await;
     tracing::info!(?errors, "cache cleared");
     Ok(axum::Json(json!({ "cleared": errors.is_empty(), "errors": errors })).into_response())
-}
-
-/// One prewarm request: an endpoint of brisk's own API and the body a
-/// client would send to it. Running it through the router (in process)
-/// produces exactly the cache key a real client's request will have.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PrewarmItem {
-    /// e.g. `/v1/embeddings`, `/v1/chat/completions`,
-    /// `/v1/audio/transcriptions`.
-    pub endpoint: String,
-    /// JSON body, or the form fields of a multipart endpoint.
-    #[serde(default)]
-    pub body: serde_json::Map<String, serde_json::Value>,
-    /// For multipart endpoints: the file to upload (relative paths resolve
-    /// against the models folder).
-    pub file: Option<PathBuf>,
-    /// Shorthand for embeddings: one request per text (what clients
-    /// embedding single phrases send), with `body.model`.
-    #[serde(default)]
-    pub inputs: Vec<String>,
 }
 
 fn multipart(

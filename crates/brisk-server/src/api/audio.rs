@@ -8,7 +8,7 @@ use brisk_core::{Request, TranscribeRequest, Transcript};
 use brisk_engine::{CacheMode, CacheStatus};
 use serde_json::json;
 
-use crate::error::AppError;
+use crate::error::{multipart_error, AppError};
 use crate::AppState;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -87,7 +87,10 @@ async fn read_form(mut mp: Multipart) -> Result<Form, AppError> {
             }
             "response_format" => format = Format::parse(&text)?,
             "chunking_strategy" if !text.is_empty() => {
-                chunking = Some(crate::chunking::parse(&text)?)
+                chunking = Some(
+                    brisk_engine::speech::chunking::parse(&text)
+                        .map_err(|m| AppError::bad(m, "chunking_strategy"))?,
+                )
             }
             _ => {}
         }
@@ -116,17 +119,6 @@ async fn read_form(mut mp: Multipart) -> Result<Form, AppError> {
         format,
         chunking,
     })
-}
-
-pub(crate) fn multipart_error(e: axum::extract::multipart::MultipartError) -> AppError {
-    if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-        AppError::PayloadTooLarge(format!("upload is larger than the server accepts: {e}"))
-    } else {
-        AppError::BadRequest {
-            message: format!("invalid multipart body: {}", e.body_text()),
-            param: None,
-        }
-    }
 }
 
 pub async fn transcriptions(
@@ -165,19 +157,19 @@ async fn run(
     // Decoding and resampling are CPU work: off the async runtime, and off
     // the model thread so the model keeps serving others meanwhile.
     let audio =
-        tokio::task::spawn_blocking(move || crate::decode::decode_audio(&bytes, max_seconds))
+        tokio::task::spawn_blocking(move || super::decode::decode_audio(&bytes, max_seconds))
             .await
             .map_err(|e| {
                 AppError::Engine(brisk_engine::EngineError::Backend(
                     brisk_core::BackendError::Inference(e.to_string()),
                 ))
             })??;
-    let mode = crate::cache::mode(headers);
+    let mode = super::cache::mode(headers);
     let (t, status) = match form.chunking {
         None => transcribe(&state, &form, audio, translate, mode).await?,
         Some(params) => transcribe_chunked(&state, &form, audio, translate, params, mode).await?,
     };
-    Ok(crate::cache::tag(
+    Ok(super::cache::tag(
         render(&t, form.format, translate),
         status,
     ))
@@ -248,7 +240,7 @@ async fn transcribe_chunked(
             )))
         }
     };
-    let pieces = crate::chunking::plan(&segments);
+    let pieces = brisk_engine::speech::chunking::plan(&segments);
     let at = |s: f64| ((s * 16_000.0) as usize).min(audio.len());
     let results = futures_util::future::join_all(pieces.iter().map(|&(start, end)| {
         let piece = audio[at(start)..at(end)].to_vec();
@@ -269,7 +261,10 @@ async fn transcribe_chunked(
     } else {
         CacheStatus::Bypass
     };
-    Ok((crate::chunking::stitch(done, duration), status))
+    Ok((
+        brisk_engine::speech::chunking::stitch(done, duration),
+        status,
+    ))
 }
 
 fn render(t: &Transcript, format: Format, translate: bool) -> Response {

@@ -10,8 +10,6 @@
 use brisk_core::{Segment, SpeechSegment, Transcript, VadParams};
 use serde::Deserialize;
 
-use crate::error::AppError;
-
 /// Whisper's window: pieces up to this long are transcribed in one window.
 pub const MAX_CHUNK_S: f64 = 30.0;
 
@@ -24,28 +22,25 @@ struct ServerVad {
     prefix_padding_ms: Option<u32>,
 }
 
-/// The VAD parameters a `chunking_strategy` field asks for.
-pub fn parse(value: &str) -> Result<VadParams, AppError> {
-    let bad = |m: String| AppError::bad(m, "chunking_strategy");
+/// The VAD parameters a `chunking_strategy` field asks for; the error says
+/// what is wrong with the field.
+pub fn parse(value: &str) -> Result<VadParams, String> {
     let value = value.trim();
     if value == "auto" {
         return Ok(VadParams::default());
     }
-    let s: ServerVad = serde_json::from_str(value).map_err(|e| {
-        bad(format!(
-            "chunking_strategy must be \"auto\" or a server_vad object: {e}"
-        ))
-    })?;
+    let s: ServerVad = serde_json::from_str(value)
+        .map_err(|e| format!("chunking_strategy must be \"auto\" or a server_vad object: {e}"))?;
     if s.r#type != "server_vad" {
-        return Err(bad(format!(
+        return Err(format!(
             "chunking_strategy type must be server_vad, got '{}'",
             s.r#type
-        )));
+        ));
     }
     let mut p = VadParams::default();
     if let Some(t) = s.threshold {
         if !(t > 0.0 && t < 1.0) {
-            return Err(bad(format!("threshold must be in (0, 1), got {t}")));
+            return Err(format!("threshold must be in (0, 1), got {t}"));
         }
         p.threshold = t;
     }

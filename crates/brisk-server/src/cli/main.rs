@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use brisk_server::bench::{self, ColdstartOptions};
+use brisk_server::cli::bench::{self, ColdstartOptions};
 use brisk_server::{env, observe, ServeOptions};
 use clap::{Parser, Subcommand};
 
@@ -235,8 +235,8 @@ fn main() -> anyhow::Result<()> {
                     runs,
                 },
         } => {
-            let summary = brisk_server::bench_pipeline::run(
-                &brisk_server::bench_pipeline::PipelineBenchOptions {
+            let summary = brisk_server::cli::bench_pipeline::run(
+                &brisk_server::cli::bench_pipeline::PipelineBenchOptions {
                     config,
                     models_dir,
                     pipeline,
@@ -248,7 +248,7 @@ fn main() -> anyhow::Result<()> {
                     runs,
                 },
             )?;
-            brisk_server::bench_pipeline::report(&summary)
+            brisk_server::cli::bench_pipeline::report(&summary)
         }
     }
 }

@@ -1,126 +1,63 @@
-//! Pipelines: `[pipelines.NAME]` tables declare a graph of model steps, and
-//! `POST /v1/pipelines/{name}` runs it with one request. Steps whose inputs
-//! are ready run at the same time (the tutor flow of seed 002: speech to
-//! text, then several models on the transcript in parallel).
-//!
-//! ```toml
-//! [pipelines.voice-note]
-//! [[pipelines.voice-note.steps]]
-//! name = "transcript"
-//! model = "whisper-tiny-en"
-//! input = "request.audio"           # field selection
-//! [[pipelines.voice-note.steps]]
-//! name = "reply"
-//! model = "smollm2-135m-instruct"
-//! prompt = "Answer briefly: {{ transcript.text }}"   # template
-//! options = { max_tokens = 32 }
-//! ```
-//!
-//! A step reads the request (`request.FIELD`) and the outputs of earlier
-//! steps (`STEP.FIELD`), either by field selection (`input`) or through a
-//! minijinja template (`prompt`, `system`); the steps it names are its
-//! inputs in the graph. Each step goes through the registry exactly like a
-//! direct call (lazy load, admission, batching, and whatever the registry
-//! adds to its `infer` path), so a pipeline is no faster per step, only
-//! faster overall by overlapping independent branches.
+//! Running pipelines: configured steps checked against the served models,
+//! then executed through the registry (lazy load, admission, batching and
+//! the result cache apply to each step exactly as to a direct call). The
+//! HTTP edge only reads the request and shapes the answer (JSON or SSE).
 
 use std::collections::{BTreeMap, HashMap};
-use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{FromRequest, Multipart, Path, State};
-use axum::http::header;
-use axum::response::sse::{Event, Sse};
-use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use brisk_core::Response as TaskResponse;
 use brisk_core::{
     ChatMessage, GenerateParams, GenerateRequest, Prompt, Request, Task, TokenSink,
     TranscribeRequest,
 };
-use brisk_engine::pipeline::{self as dag, Dag, DagError, StepFailure, StepResult, StepTiming};
-use brisk_engine::{CacheMode, EngineError, Registry};
-use futures_util::StreamExt;
-use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use tokio::sync::mpsc;
 
-use crate::chat::CancelOnDrop;
-use crate::error::AppError;
-use crate::AppState;
+use super::config::{
+    EmbeddingOptions, GenerationOptions, PipelineConfig, SpeechOptions, TranscriptionOptions,
+};
+use super::graph::{self as dag, Dag, DagError, StepFailure, StepResult, StepTiming};
+use crate::{CacheMode, CancelOnDrop, EngineError, Registry};
 
-/// One `[pipelines.NAME]` table.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PipelineConfig {
-    #[serde(default)]
-    pub description: Option<String>,
-    /// When a step's model is not served (e.g. not fetched), skip this
-    /// pipeline with a warning instead of refusing to start. Meant for
-    /// shipped examples; a user's own pipeline should fail loudly.
-    #[serde(default)]
-    pub optional: bool,
-    pub steps: Vec<StepConfig>,
+/// Audio decoding and encoding for transcription and speech steps. They
+/// live in the backends, which the engine does not depend on; the server
+/// hands in its implementation.
+pub trait AudioCodec: Send + Sync + 'static {
+    /// Any supported container/codec to 16 kHz mono, refusing audio longer
+    /// than `max_seconds`.
+    fn decode(&self, bytes: &[u8], max_seconds: f64) -> Result<Vec<f32>, StepError>;
+    /// 16-bit mono WAV.
+    fn encode_wav(&self, samples: &[f32], sample_rate: u32) -> Vec<u8>;
 }
 
-/// One `[[pipelines.NAME.steps]]` entry.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StepConfig {
-    pub name: String,
-    /// A served model; the step's task is the model's task.
-    pub model: String,
-    /// Field selection: `request.FIELD` or `STEP.FIELD[.FIELD...]`.
-    pub input: Option<String>,
-    /// Template for the text: the user message of a generation step, the
-    /// text of an embedding step.
-    pub prompt: Option<String>,
-    /// Template for the system message of a generation step.
-    pub system: Option<String>,
-    /// Task options: generation `max_tokens`, `temperature`, `top_p`,
-    /// `top_k`, `seed`, `stop`; embeddings `truncate`; transcription
-    /// `language`, `prompt`, `temperature`, `translate`.
-    #[serde(default)]
-    pub options: toml::Table,
+/// What running steps needs. Cheap to clone.
+#[derive(Clone)]
+pub struct Runner {
+    pub registry: Registry,
+    pub codec: Arc<dyn AudioCodec>,
+    /// Longest audio a transcription step accepts.
+    pub max_audio_seconds: f64,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct GenerationOptions {
-    max_tokens: Option<usize>,
-    temperature: Option<f64>,
-    top_p: Option<f64>,
-    top_k: Option<usize>,
-    seed: Option<u64>,
-    #[serde(default)]
-    stop: Vec<String>,
+/// Why one step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// The request lacks what the step reads, or holds the wrong kind of value.
+    #[error("{0}")]
+    BadInput(String),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EmbeddingOptions {
-    #[serde(default)]
-    truncate: bool,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SpeechOptions {
-    voice: Option<String>,
-    speed: Option<f32>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TranscriptionOptions {
-    language: Option<String>,
-    prompt: Option<String>,
-    #[serde(default)]
-    temperature: f32,
-    #[serde(default)]
-    translate: bool,
+/// A failed run, naming the step whose error ended it.
+#[derive(Debug, thiserror::Error)]
+#[error("pipeline step '{step}' failed: {source}")]
+pub struct RunError {
+    pub step: String,
+    pub source: StepError,
 }
 
 /// A pipeline that cannot be served, with the pipeline and step named.
@@ -239,6 +176,11 @@ impl Pipelines {
 
     pub fn names(&self) -> Vec<String> {
         self.map.keys().cloned().collect()
+    }
+
+    /// Every pipeline, by name.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Pipeline>> {
+        self.map.values()
     }
 }
 
@@ -421,7 +363,7 @@ impl Pipeline {
     }
 
     /// The summary `GET /v1/pipelines` shows.
-    fn describe(&self, registry: &Registry) -> Value {
+    pub fn describe(&self, registry: &Registry) -> Value {
         let steps: Vec<Value> = self
             .steps
             .iter()
@@ -481,23 +423,21 @@ pub struct PipelineInput {
 
 impl PipelineInput {
     /// The bytes of an audio field: an uploaded file, or base64 in JSON.
-    fn audio(&self, field: &str) -> Result<Vec<u8>, AppError> {
+    fn audio(&self, field: &str) -> Result<Vec<u8>, StepError> {
         if let Some(bytes) = self.files.get(field) {
             return Ok(bytes.clone());
         }
         match self.fields.get(field) {
             Some(Value::String(b64)) => base64::engine::general_purpose::STANDARD
                 .decode(b64.trim())
-                .map_err(|e| AppError::BadRequest {
-                    message: format!("request field '{field}' is not valid base64 audio: {e}"),
-                    param: None,
+                .map_err(|e| {
+                    bad_input(format!(
+                        "request field '{field}' is not valid base64 audio: {e}"
+                    ))
                 }),
-            _ => Err(AppError::BadRequest {
-                message: format!(
-                    "the request has no audio in '{field}': upload it as a multipart file field '{field}', or send it base64-encoded in JSON"
-                ),
-                param: None,
-            }),
+            _ => Err(bad_input(format!(
+                "the request has no audio in '{field}': upload it as a multipart file field '{field}', or send it base64-encoded in JSON"
+            ))),
         }
     }
 }
@@ -521,11 +461,8 @@ fn json_to_jinja(v: &Value) -> minijinja::Value {
     }
 }
 
-fn bad_input(message: String) -> AppError {
-    AppError::BadRequest {
-        message,
-        param: None,
-    }
+fn bad_input(message: String) -> StepError {
+    StepError::BadInput(message)
 }
 
 /// What a step can read: the request and the outputs of its inputs.
@@ -536,7 +473,7 @@ struct StepContext {
 
 impl StepContext {
     /// `root.path...`, where a numeric part indexes a list.
-    fn select(&self, root: &str, path: &[String]) -> Result<Value, AppError> {
+    fn select(&self, root: &str, path: &[String]) -> Result<Value, StepError> {
         let request;
         let mut v: &Value = if root == "request" {
             request = Value::Object(self.request.fields.clone());
@@ -557,7 +494,7 @@ impl StepContext {
         Ok(v.clone())
     }
 
-    fn render(&self, template: &str) -> Result<String, AppError> {
+    fn render(&self, template: &str) -> Result<String, StepError> {
         let mut ctx: BTreeMap<String, minijinja::Value> = self
             .outputs
             .iter()
@@ -573,7 +510,7 @@ impl StepContext {
     }
 
     /// The step's text: a selected string, or the rendered template.
-    fn text(&self, source: &Source) -> Result<String, AppError> {
+    fn text(&self, source: &Source) -> Result<String, StepError> {
         match source {
             Source::Template(t) => self.render(t),
             Source::Select { root, path } => match self.select(root, path)? {
@@ -588,20 +525,17 @@ impl StepContext {
 }
 
 /// Runs one step through the registry and shapes its output as JSON.
-async fn run_step(state: AppState, step: Step, ctx: StepContext) -> Result<Value, AppError> {
+async fn run_step(runner: Runner, step: Step, ctx: StepContext) -> Result<Value, StepError> {
     let reply = match &step.kind {
         Kind::Transcribe { field, options: o } => {
             let bytes = ctx.request.audio(field)?;
-            let max_seconds = state.config.server.max_audio_seconds;
-            let audio = tokio::task::spawn_blocking(move || {
-                crate::decode::decode_audio(&bytes, max_seconds)
-            })
-            .await
-            .map_err(|e| {
-                AppError::Engine(EngineError::Backend(brisk_core::BackendError::Inference(
-                    e.to_string(),
-                )))
-            })??;
+            let max_seconds = runner.max_audio_seconds;
+            let codec = runner.codec.clone();
+            let audio = tokio::task::spawn_blocking(move || codec.decode(&bytes, max_seconds))
+                .await
+                .map_err(|e| {
+                    EngineError::Backend(brisk_core::BackendError::Inference(e.to_string()))
+                })??;
             let req = Request::Transcribe(TranscribeRequest {
                 audio,
                 language: o.language.clone(),
@@ -609,7 +543,7 @@ async fn run_step(state: AppState, step: Step, ctx: StepContext) -> Result<Value
                 temperature: o.temperature,
                 translate: o.translate,
             });
-            state
+            runner
                 .registry
                 .infer_with(&step.model, req, CacheMode::Use)
                 .await?
@@ -629,7 +563,7 @@ async fn run_step(state: AppState, step: Step, ctx: StepContext) -> Result<Value
                     other => return Err(bad_input(format!("cannot embed {other}"))),
                 },
             };
-            state
+            runner
                 .registry
                 .infer_with(
                     &step.model,
@@ -663,7 +597,7 @@ async fn run_step(state: AppState, step: Step, ctx: StepContext) -> Result<Value
                 params: params.clone(),
                 sink: Some(sink),
             });
-            state
+            runner
                 .registry
                 .infer_with(&step.model, req, CacheMode::Use)
                 .await?
@@ -674,7 +608,7 @@ async fn run_step(state: AppState, step: Step, ctx: StepContext) -> Result<Value
                 voice: o.voice.clone(),
                 speed: o.speed.unwrap_or(1.0),
             });
-            state
+            runner
                 .registry
                 .infer_with(&step.model, req, CacheMode::Use)
                 .await?
@@ -709,8 +643,7 @@ async fn run_step(state: AppState, step: Step, ctx: StepContext) -> Result<Value
             },
         }),
         TaskResponse::Speech(a) => {
-            use base64::Engine as _;
-            let wav = brisk_backends::whisper::audio::encode_wav_i16(&a.samples, a.sample_rate, 1);
+            let wav = runner.codec.encode_wav(&a.samples, a.sample_rate);
             json!({
                 "format": "wav",
                 "sample_rate": a.sample_rate,
@@ -719,7 +652,7 @@ async fn run_step(state: AppState, step: Step, ctx: StepContext) -> Result<Value
             })
         }
         other => {
-            return Err(AppError::Engine(EngineError::Backend(
+            return Err(StepError::Engine(EngineError::Backend(
                 brisk_core::BackendError::Inference(format!("unexpected reply {other:?}")),
             )))
         }
@@ -733,7 +666,7 @@ fn ms(d: std::time::Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn timing_json(model: &str, t: &StepTiming) -> Value {
+pub fn timing_json(model: &str, t: &StepTiming) -> Value {
     json!({
         "model": model,
         "start_ms": ms(t.start),
@@ -749,7 +682,7 @@ pub struct RunOutcome {
 }
 
 impl RunOutcome {
-    fn to_json(&self, pipeline: &str) -> Value {
+    pub fn to_json(&self, pipeline: &str) -> Value {
         let outputs: Map<String, Value> = self
             .steps
             .iter()
@@ -763,7 +696,7 @@ impl RunOutcome {
         })
     }
 
-    fn timings_json(&self) -> Value {
+    pub fn timings_json(&self) -> Value {
         let steps: Map<String, Value> = self
             .steps
             .iter()
@@ -787,11 +720,11 @@ impl RunOutcome {
 /// Runs a pipeline; `on_step` sees each step as it finishes. The error
 /// names the failing step and carries its own status.
 pub async fn execute(
-    state: &AppState,
+    runner: &Runner,
     pipeline: &Arc<Pipeline>,
     input: Arc<PipelineInput>,
     mut on_step: impl FnMut(&str, &str, &StepResult<Value>),
-) -> Result<RunOutcome, AppError> {
+) -> Result<RunOutcome, RunError> {
     let started = Instant::now();
     let p = pipeline.clone();
     let result = dag::run(
@@ -807,9 +740,9 @@ pub async fn execute(
                     .filter_map(|&d| Some((p.dag.name(d).to_string(), outputs[d].clone()?)))
                     .collect(),
             };
-            let state = state.clone();
+            let runner = runner.clone();
             let span = tracing::info_span!("pipeline_step", pipeline = %p.name, step = %step.name, model = %step.model);
-            tracing::Instrument::instrument(run_step(state, step, ctx), span)
+            tracing::Instrument::instrument(run_step(runner, step, ctx), span)
         },
         |i, r| {
             let s = &pipeline.steps[i];
@@ -838,9 +771,9 @@ pub async fn execute(
         }) => {
             tracing::info!(pipeline = %pipeline.name, %step, error = %error, ?cancelled, ?aborted, "pipeline step failed");
             metrics::counter!("brisk_pipeline_runs_total", "pipeline" => pipeline.name.clone(), "outcome" => "error").increment(1);
-            return Err(AppError::Step {
+            return Err(RunError {
                 step,
-                source: Box::new(error),
+                source: error,
             });
         }
     };
@@ -848,160 +781,54 @@ pub async fn execute(
     Ok(outcome)
 }
 
-/// `GET /v1/pipelines`: the pipelines this server runs.
-pub async fn list(State(state): State<AppState>) -> impl IntoResponse {
-    let data: Vec<Value> = state
-        .pipelines
-        .map
-        .values()
-        .map(|p| p.describe(&state.registry))
-        .collect();
-    axum::Json(json!({ "object": "list", "data": data }))
-}
-
-/// Reads a JSON object or a multipart form into the pipeline's input, and
-/// whether the client asked for a stream (`stream` field or query).
-async fn read_input(
-    state: &AppState,
-    req: axum::extract::Request,
-) -> Result<(PipelineInput, bool), AppError> {
-    let query_stream = req.uri().query().is_some_and(|q| {
-        q.split('&')
-            .any(|kv| kv == "stream=true" || kv == "stream=1")
-    });
-    let is_multipart = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("multipart/form-data"));
-    let mut input = PipelineInput::default();
-    if is_multipart {
-        let mut mp = Multipart::from_request(req, state)
-            .await
-            .map_err(|e| bad_input(format!("invalid multipart body: {}", e.body_text())))?;
-        while let Some(field) = mp
-            .next_field()
-            .await
-            .map_err(crate::audio::multipart_error)?
-        {
-            let name = field.name().unwrap_or_default().to_string();
-            if field.file_name().is_some() {
-                let bytes = field.bytes().await.map_err(crate::audio::multipart_error)?;
-                input.files.insert(name, bytes.to_vec());
-            } else {
-                let text = field.text().await.map_err(crate::audio::multipart_error)?;
-                input.fields.insert(name, Value::String(text));
-            }
-        }
-    } else {
-        let crate::error::Json(body) =
-            crate::error::Json::<Value>::from_request(req, state).await?;
-        match body {
-            Value::Object(fields) => input.fields = fields,
-            _ => return Err(bad_input("the request body must be a JSON object".into())),
-        }
-    }
-    let body_stream = match input.fields.get("stream") {
-        Some(Value::Bool(b)) => *b,
-        Some(Value::String(s)) => s == "true" || s == "1",
-        _ => false,
-    };
-    Ok((input, query_stream || body_stream))
-}
-
-/// Aborts the run when the SSE stream is dropped (client went away).
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// `POST /v1/pipelines/{name}`: JSON, or multipart when audio is uploaded.
-pub async fn run(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-    req: axum::extract::Request,
-) -> Result<Response, AppError> {
-    let pipeline = state.pipelines.get(&name).ok_or_else(|| {
-        AppError::NotFound(format!(
-            "pipeline '{name}' does not exist (served: {})",
-            state.pipelines.names().join(", ")
-        ))
-    })?;
-    let (input, stream) = read_input(&state, req).await?;
-    let input = Arc::new(input);
-    if !stream {
-        let outcome = execute(&state, &pipeline, input, |_, _, _| {}).await?;
-        return Ok(axum::Json(outcome.to_json(&pipeline.name)).into_response());
-    }
-    // One event per finished step, then `done` (or `error`, naming the
-    // step). The run is a task of its own so events leave as steps finish.
-    let (tx, rx) = mpsc::unbounded_channel::<Event>();
-    let task = tokio::spawn(async move {
-        let step_tx = tx.clone();
-        let result = execute(&state, &pipeline, input, |step, model, r| {
-            let data = json!({
-                "step": step,
-                "output": *r.output,
-                "timing": timing_json(model, &r.timing),
-            });
-            let _ = step_tx.send(Event::default().event("step").data(data.to_string()));
-        })
-        .await;
-        let last = match result {
-            Ok(o) => Event::default().event("done").data(
-                json!({ "pipeline": pipeline.name, "timings": o.timings_json() }).to_string(),
-            ),
-            Err(e) => Event::default()
-                .event("error")
-                .data(e.error_object().to_string()),
-        };
-        let _ = tx.send(last);
-    });
-    let guard = AbortOnDrop(task.abort_handle());
-    let events = futures_util::stream::unfold((rx, guard), |(mut rx, guard)| async move {
-        let ev = rx.recv().await?;
-        Some((Ok::<_, Infallible>(ev), (rx, guard)))
-    });
-    Ok(Sse::new(events.boxed()).into_response())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn spec(name: &str, task: Option<&str>) -> crate::ModelSpec {
+        crate::ModelSpec {
+            name: name.into(),
+            source: brisk_core::ModelSource {
+                backend: "sim".into(),
+                path: name.into(),
+                options: task
+                    .map(|t| ("task".to_string(), t.to_string()))
+                    .into_iter()
+                    .collect(),
+            },
+            policy: crate::LoadPolicy::Lazy,
+            keep_alive: None,
+            pinned: false,
+            max_queue: 8,
+            batch: crate::BatchLimits::default(),
+            request_timeout: std::time::Duration::from_secs(10),
+            cache: false,
+        }
+    }
+
     fn registry() -> Registry {
-        let config = crate::config::Config::from_toml(
-            r#"
-            [server]
-            discover = false
-            [models.stt]
-            backend = "sim"
-            source = "stt"
-            options = { task = "transcription" }
-            [models.emb]
-            backend = "sim"
-            source = "emb"
-            [models.llm]
-            backend = "sim"
-            source = "llm"
-            options = { task = "generation" }
-            "#,
-        )
-        .expect("config");
+        let settings = crate::EngineSettings {
+            load_concurrency: 2,
+            load_retries: 0,
+            retry_backoff: std::time::Duration::from_millis(5),
+            failure_cooldown: std::time::Duration::from_millis(100),
+            memory_budget_bytes: None,
+        };
         Registry::new(
-            config.model_specs().expect("specs"),
+            vec![
+                spec("stt", Some("transcription")),
+                spec("emb", None),
+                spec("llm", Some("generation")),
+            ],
             Arc::new(brisk_backends::BriskLoader::new()),
-            config.engine.settings(),
-            brisk_engine::Timeline::new(Instant::now()),
+            settings,
+            crate::Timeline::new(Instant::now()),
         )
         .expect("registry")
     }
 
     fn build(toml_text: &str) -> Result<Pipelines, PipelineError> {
-        #[derive(Deserialize)]
+        #[derive(serde::Deserialize)]
         struct T {
             pipelines: BTreeMap<String, PipelineConfig>,
         }

@@ -127,7 +127,7 @@ pub async fn create(
         &model,
         texts,
         req.truncate,
-        crate::cache::mode(&headers),
+        super::cache::mode(&headers),
     )
     .await?;
     if let (Some(want), Some(have)) = (req.dimensions, vectors.first().map(Vec::len)) {
@@ -157,7 +157,7 @@ pub async fn create(
         "model": model,
         "usage": { "prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens },
     }));
-    Ok(crate::cache::tag(body.into_response(), status))
+    Ok(super::cache::tag(body.into_response(), status))
 }
 
 #[derive(Debug, Deserialize)]
@@ -204,7 +204,7 @@ pub async fn v2_infer(
         texts.iter().map(String::as_str),
     )?;
     let (vectors, _, status) =
-        embed(&state, &model, texts, false, crate::cache::mode(&headers)).await?;
+        embed(&state, &model, texts, false, super::cache::mode(&headers)).await?;
     let dim = vectors.first().map(Vec::len).unwrap_or(0);
     let rows = vectors.len();
     let flat: Vec<f32> = vectors.into_iter().flatten().collect();
@@ -213,5 +213,5 @@ pub async fn v2_infer(
         "id": req.id,
         "outputs": [{ "name": "embedding", "datatype": "FP32", "shape": [rows, dim], "data": flat }],
     }));
-    Ok(crate::cache::tag(body.into_response(), status))
+    Ok(super::cache::tag(body.into_response(), status))
 }

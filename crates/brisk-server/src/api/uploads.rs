@@ -5,8 +5,7 @@ use std::collections::HashMap;
 
 use axum::extract::Multipart;
 
-use crate::audio::multipart_error;
-use crate::error::AppError;
+use crate::error::{multipart_error, AppError};
 
 pub struct Upload {
     pub file: Vec<u8>,

@@ -10,8 +10,9 @@ use axum::response::{IntoResponse, Response};
 use brisk_core::{Request, Task, VadParams, VadRequest};
 use serde_json::json;
 
+use super::{decode, uploads};
 use crate::error::AppError;
-use crate::{decode, uploads, AppState};
+use crate::AppState;
 
 fn params(fields: &std::collections::HashMap<String, String>) -> Result<VadParams, AppError> {
     let mut p = VadParams::default();
@@ -60,13 +61,13 @@ pub async fn detect(
     let bytes = upload.file;
     let audio = decode::blocking(move || decode::decode_audio(&bytes, max_seconds)).await?;
     let request = Request::Vad(VadRequest { audio, params });
-    let mode = crate::cache::mode(&headers);
+    let mode = super::cache::mode(&headers);
     match state
         .registry
         .infer_with(&upload.model, request, mode)
         .await?
     {
-        (brisk_core::Response::Vad(r), status) => Ok(crate::cache::tag(
+        (brisk_core::Response::Vad(r), status) => Ok(super::cache::tag(
             axum::Json(json!({
             "object": "audio.vad",
             "model": upload.model,

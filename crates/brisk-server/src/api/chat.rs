@@ -14,7 +14,7 @@ use brisk_core::{
     ChatMessage, FinishReason, GenerateParams, GenerateRequest, Generation, Prompt, Request,
     TokenSink,
 };
-use brisk_engine::{CacheMode, CacheStatus};
+use brisk_engine::{CacheMode, CacheStatus, CancelOnDrop};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -229,16 +229,6 @@ fn finish(r: FinishReason) -> &'static str {
     }
 }
 
-/// Sets a flag when dropped: a non-streaming handler dropped by a client
-/// that went away stops its generation at the next token.
-pub(crate) struct CancelOnDrop(pub(crate) Arc<AtomicBool>);
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
-
 #[derive(Clone, Copy)]
 enum Kind {
     Chat,
@@ -298,7 +288,7 @@ pub async fn chat(
         Prompt::Chat(messages),
         req.sampling,
         Kind::Chat,
-        crate::cache::mode(&headers),
+        super::cache::mode(&headers),
     )
     .await
 }
@@ -331,7 +321,7 @@ pub async fn completion(
         Prompt::Text(prompt),
         req.sampling,
         Kind::Completion,
-        crate::cache::mode(&headers),
+        super::cache::mode(&headers),
     )
     .await
 }
@@ -375,7 +365,7 @@ async fn run(
             "usage": usage(&g),
             "timings": timings(&g, total_ms),
         }));
-        return Ok(crate::cache::tag(body.into_response(), status));
+        return Ok(super::cache::tag(body.into_response(), status));
     }
 
     // Streaming: pieces flow from the model thread through this channel to
@@ -478,7 +468,7 @@ async fn run(
         })
         .flatten(),
     );
-    Ok(crate::cache::tag(Sse::new(stream).into_response(), status))
+    Ok(super::cache::tag(Sse::new(stream).into_response(), status))
 }
 
 /// What the generation task reports to the streaming response.

@@ -9,8 +9,9 @@ use axum::response::{IntoResponse, Response};
 use brisk_core::{Request, Task};
 use serde_json::json;
 
+use super::{decode, uploads};
 use crate::error::AppError;
-use crate::{decode, uploads, AppState};
+use crate::AppState;
 
 pub async fn recognize(
     State(state): State<AppState>,
@@ -26,7 +27,7 @@ pub async fn recognize(
         .infer_with(
             &upload.model,
             Request::Ocr(image),
-            crate::cache::mode(&headers),
+            super::cache::mode(&headers),
         )
         .await?
     {
@@ -45,7 +46,7 @@ pub async fn recognize(
                 "text": text,
                 "lines": r.lines,
             }));
-            Ok(crate::cache::tag(body.into_response(), status))
+            Ok(super::cache::tag(body.into_response(), status))
         }
         (other, _) => Err(uploads::unexpected(&other)),
     }
