@@ -47,9 +47,10 @@ pub fn open(state: &mut AppState) -> Result<(), JobsError> {
 /// served one, in process), and the purge of expired results. Call inside
 /// the runtime.
 pub fn spawn_workers(state: &AppState, router: Router) {
-    let (Some(jobs), config) = (state.jobs.clone(), &state.config.jobs) else {
+    let Some(jobs) = state.jobs.clone() else {
         return;
     };
+    let config = &state.config.jobs;
     for _ in 0..config.workers.max(1) {
         tokio::spawn(jobs.clone().work(router.clone()));
     }
