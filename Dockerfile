@@ -10,22 +10,32 @@
 
 # --- build ------------------------------------------------------------------
 FROM rust:1.95-slim-bookworm AS build
+# The llama.cpp engine (crates/brisk-llama) compiles llama.cpp with cmake
+# and generates its bindings with bindgen (libclang), as scripts/install-deps
+# installs them for CI.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends cmake clang libclang-dev \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Manifests first, so a source-only change reuses the dependency layer
 # (cargo fetch needs every member's manifest and stubs of its declared
 # targets). The C compiler of the Rust image builds the bundled C sources
 # some dependencies carry.
 COPY Cargo.toml Cargo.lock ./
+# ggml's CPU features (AVX2/FMA/F16C, never target-cpu=native): the image
+# must run on any x86-64 with AVX2.
+COPY .cargo .cargo
 COPY crates/brisk-core/Cargo.toml crates/brisk-core/Cargo.toml
 COPY crates/brisk-engine/Cargo.toml crates/brisk-engine/Cargo.toml
 COPY crates/brisk-backends/Cargo.toml crates/brisk-backends/Cargo.toml
+COPY crates/brisk-llama/Cargo.toml crates/brisk-llama/Cargo.toml
 COPY crates/brisk-server/Cargo.toml crates/brisk-server/Cargo.toml
-RUN for c in brisk-core brisk-engine brisk-backends brisk-server; do \
+RUN for c in brisk-core brisk-engine brisk-backends brisk-llama brisk-server; do \
       mkdir -p "crates/$c/src" && touch "crates/$c/src/lib.rs"; \
     done \
  && mkdir -p crates/brisk-backends/examples crates/brisk-server/src/cli \
- && for t in crates/brisk-server/src/cli/main.rs crates/brisk-backends/examples/llama_bench.rs \
-             crates/brisk-backends/examples/whisper_bench.rs; do echo 'fn main() {}' > "$t"; done \
+ && for t in crates/brisk-server/src/cli/main.rs crates/brisk-backends/examples/whisper_bench.rs; do echo 'fn main() {}' > "$t"; done \
  && cargo fetch --locked
 COPY crates crates
 RUN cargo build --release --locked -p brisk-server --bin brisk \
@@ -33,11 +43,12 @@ RUN cargo build --release --locked -p brisk-server --bin brisk \
 
 # --- runtime ----------------------------------------------------------------
 FROM debian:bookworm-slim
-# curl only serves the HEALTHCHECK. Versions are left to the bookworm
+# curl only serves the HEALTHCHECK; libgomp1 is the OpenMP runtime of
+# llama.cpp's thread pool. Versions are left to the bookworm
 # security archive rather than pinned, so rebuilds pick up fixes.
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends curl \
+ && apt-get install -y --no-install-recommends curl libgomp1 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --home-dir /var/lib/brisk --create-home brisk \
  && mkdir -p /models

@@ -2,6 +2,8 @@
 //!
 //! Backend names used in configuration:
 //! - `candle-bert`: sentence embeddings (BERT family) on candle — feature `candle`
+//! - `llama-cpp`: text generation from GGUF files on llama.cpp
+//!   (crates/brisk-llama) — feature `llama`
 //! - `candle-whisper`: speech recognition (Whisper, CTranslate2 `model.bin`)
 //!   on candle — feature `whisper`
 //! - `onnx-silero-vad`, `onnx-piper`, `onnx-ppocr`: voice activity
@@ -14,8 +16,6 @@ use brisk_core::{Backend, BackendError, Loader, ModelSource, Task};
 
 #[cfg(feature = "candle")]
 pub mod bert;
-#[cfg(feature = "llama")]
-pub mod llama;
 #[cfg(feature = "onnx")]
 pub mod onnx;
 pub mod sim;
@@ -29,7 +29,7 @@ pub fn available_backends() -> &'static [&'static str] {
         #[cfg(feature = "candle")]
         "candle-bert",
         #[cfg(feature = "llama")]
-        "candle-llama",
+        brisk_llama::BACKEND,
         #[cfg(feature = "whisper")]
         "candle-whisper",
         #[cfg(feature = "onnx")]
@@ -73,7 +73,7 @@ impl Loader for BriskLoader {
             #[cfg(feature = "candle")]
             "candle-bert" => Ok(Box::new(bert::BertEmbedder::load(&source.path)?)),
             #[cfg(feature = "llama")]
-            "candle-llama" => Ok(Box::new(llama::LlamaGenerator::load_with_options(
+            brisk_llama::BACKEND => Ok(Box::new(brisk_llama::LlamaCppGenerator::load(
                 &source.path,
                 &source.options,
             )?)),
@@ -104,7 +104,7 @@ impl Loader for BriskLoader {
             #[cfg(feature = "candle")]
             "candle-bert" => bert::estimate_bytes(&source.path),
             #[cfg(feature = "llama")]
-            "candle-llama" => llama::estimate_bytes(&source.path, &source.options),
+            brisk_llama::BACKEND => brisk_llama::estimate_bytes(&source.path, &source.options),
             #[cfg(feature = "whisper")]
             "candle-whisper" => whisper::estimate_bytes(&source.path),
             #[cfg(feature = "onnx")]
@@ -119,7 +119,7 @@ impl Loader for BriskLoader {
             #[cfg(feature = "candle")]
             "candle-bert" => Ok(Task::Embeddings),
             #[cfg(feature = "llama")]
-            "candle-llama" => Ok(Task::Generation),
+            brisk_llama::BACKEND => Ok(Task::Generation),
             #[cfg(feature = "whisper")]
             "candle-whisper" => Ok(Task::Transcription),
             #[cfg(feature = "onnx")]
@@ -174,8 +174,8 @@ pub fn detect(path: &Path) -> Option<&'static str> {
         return Some("candle-bert");
     }
     #[cfg(feature = "llama")]
-    if llama::looks_like_gguf(path) {
-        return Some("candle-llama");
+    if brisk_llama::looks_like_gguf(path) {
+        return Some(brisk_llama::BACKEND);
     }
     #[cfg(feature = "whisper")]
     if path.is_dir() && whisper::looks_like_whisper(path) {

@@ -227,6 +227,8 @@ impl SimBackend {
             finish_reason,
             prompt_eval_s: 0.0,
             eval_s: started.elapsed().as_secs_f64(),
+            cached_tokens: 0,
+            logprobs: Vec::new(),
         }
     }
 }

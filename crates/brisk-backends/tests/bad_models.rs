@@ -20,6 +20,10 @@ fn copy_model(src: &Path, name: &str) -> PathBuf {
     std::fs::create_dir_all(&dst).expect("mkdir");
     for entry in std::fs::read_dir(src).expect("read model dir").flatten() {
         let p = entry.path();
+        // Hidden folders hold derived files (e.g. the F16 copy of a GGUF).
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
         if p.is_file() {
             std::fs::copy(&p, dst.join(entry.file_name())).expect("copy");
         } else if p.is_dir() {
@@ -146,7 +150,7 @@ fn damaged_safetensors_bert_never_panics() {
 fn damaged_gguf_never_panics() {
     corpus(
         "smollm2-135m-instruct",
-        "candle-llama",
+        "llama-cpp",
         "SmolLM2-135M-Instruct.Q4_1.gguf",
         &[],
     );

@@ -99,6 +99,15 @@ pub struct GenerateParams {
     pub seed: Option<u64>,
     /// Generation stops before any of these strings; they are not returned.
     pub stop: Vec<String>,
+    /// OpenAI's penalties in [-2, 2]: subtracted from a token's logit once
+    /// it appeared (presence) and per appearance (frequency). 0 = off.
+    pub presence_penalty: f32,
+    pub frequency_penalty: f32,
+    /// Log probabilities of the chosen tokens, with this many alternatives
+    /// each (OpenAI's `logprobs` + `top_logprobs`); `None` = off.
+    pub logprobs: Option<usize>,
+    /// Constrains the text to JSON (OpenAI's `response_format`).
+    pub response_format: Option<ResponseFormat>,
 }
 
 impl Default for GenerateParams {
@@ -110,8 +119,31 @@ impl Default for GenerateParams {
             top_k: None,
             seed: None,
             stop: Vec::new(),
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            logprobs: None,
+            response_format: None,
         }
     }
+}
+
+/// OpenAI's `response_format` beyond plain text.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResponseFormat {
+    /// Any JSON object.
+    JsonObject,
+    /// JSON valid under this JSON schema (its JSON text).
+    JsonSchema(String),
+}
+
+/// One generated token's log probability (OpenAI's `logprobs.content[]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenLogprob {
+    pub token: String,
+    pub logprob: f32,
+    pub bytes: Vec<u8>,
+    /// The most likely tokens at this position, most likely first.
+    pub top: Vec<(String, f32)>,
 }
 
 /// Receives generated text pieces as they are produced. Returns `false`
@@ -157,6 +189,13 @@ pub struct Generation {
     pub prompt_eval_s: f64,
     /// Time spent generating tokens after the prompt, in seconds.
     pub eval_s: f64,
+    /// Leading prompt tokens whose KV cache was reused from an earlier
+    /// request (OpenAI's `usage.prompt_tokens_details.cached_tokens`).
+    #[serde(default)]
+    pub cached_tokens: usize,
+    /// Per-token log probabilities, when asked for.
+    #[serde(default)]
+    pub logprobs: Vec<TokenLogprob>,
 }
 
 /// Audio to transcribe, already decoded to 16 kHz mono samples in [-1, 1].
@@ -366,6 +405,35 @@ pub trait Backend: Send {
     fn token_counter(&self) -> Option<Arc<dyn TokenCounter>> {
         None
     }
+
+    /// Backends that run many requests at once, which join and leave
+    /// between steps (continuous batching), return themselves here; the
+    /// model thread then drives them step by step instead of calling
+    /// [`Backend::infer`] with whole batches.
+    fn stepper(&mut self) -> Option<&mut dyn Stepper> {
+        None
+    }
+}
+
+/// Where a request started on a [`Stepper`] delivers its result.
+pub trait Reply: Send {
+    /// True once nobody waits for the result (the client went away): the
+    /// backend may stop the request at its next step.
+    fn is_closed(&self) -> bool;
+    fn send(self: Box<Self>, result: Result<Response, BackendError>);
+}
+
+/// A backend driven step by step (see [`Backend::stepper`]). All calls come
+/// from the model thread, in any interleaving.
+pub trait Stepper {
+    /// How many more requests [`Stepper::start`] takes right now.
+    fn free_slots(&self) -> usize;
+    /// Starts a request; it runs during the next steps and answers on
+    /// `reply` when done (bad input: at once). Only called with a free slot.
+    fn start(&mut self, request: Request, reply: Box<dyn Reply>);
+    /// Runs one step over every running request. Returns false when there
+    /// was nothing to run.
+    fn step(&mut self) -> bool;
 }
 
 /// Where a model comes from and which backend loads it.

@@ -104,6 +104,18 @@ pub fn cache_key(model: &str, revision: &str, request: &Request) -> Option<Key> 
             for s in &p.stop {
                 e.str(s);
             }
+            // Penalties and the output format change greedy text too.
+            e.f64(f64::from(p.presence_penalty));
+            e.f64(f64::from(p.frequency_penalty));
+            e.u64(p.logprobs.map_or(0, |n| n as u64 + 1));
+            match &p.response_format {
+                None => e.tag(0),
+                Some(brisk_core::ResponseFormat::JsonObject) => e.tag(1),
+                Some(brisk_core::ResponseFormat::JsonSchema(schema)) => {
+                    e.tag(2);
+                    e.str(schema);
+                }
+            }
             // Greedy decoding ignores the sampling knobs; leaving them out
             // lets `temperature=0, seed=1` hit what `temperature=0` stored.
             if !greedy {

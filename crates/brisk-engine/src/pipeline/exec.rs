@@ -288,6 +288,7 @@ impl Pipeline {
                         top_k: o.top_k,
                         seed: o.seed,
                         stop: o.stop,
+                        ..Default::default()
                     };
                     if params.max_tokens == 0 || !(0.0..=2.0).contains(&params.temperature) {
                         return Err(err(

@@ -12,7 +12,7 @@ use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use brisk_core::{
     ChatMessage, FinishReason, GenerateParams, GenerateRequest, Generation, Prompt, Request,
-    TokenSink,
+    ResponseFormat, TokenLogprob, TokenSink,
 };
 use brisk_engine::{CacheMode, CacheStatus, CancelOnDrop};
 use futures_util::StreamExt;
@@ -56,6 +56,32 @@ pub struct Sampling {
     pub stream: bool,
     pub stream_options: Option<StreamOptions>,
     pub n: Option<usize>,
+    pub presence_penalty: Option<f32>,
+    pub frequency_penalty: Option<f32>,
+    /// Chat: a boolean; completions: the number of alternatives.
+    pub logprobs: Option<Value>,
+    pub top_logprobs: Option<usize>,
+    pub response_format: Option<Value>,
+}
+
+/// OpenAI's `response_format`: text, any JSON object, or JSON valid under
+/// a schema.
+fn response_format(v: &Value) -> Result<Option<ResponseFormat>, AppError> {
+    let bad = |m: String| AppError::bad(m, "response_format");
+    match v.get("type").and_then(Value::as_str) {
+        Some("text") => Ok(None),
+        Some("json_object") => Ok(Some(ResponseFormat::JsonObject)),
+        Some("json_schema") => {
+            let schema = v
+                .get("json_schema")
+                .and_then(|j| j.get("schema"))
+                .ok_or_else(|| bad("response_format.json_schema.schema is required".into()))?;
+            Ok(Some(ResponseFormat::JsonSchema(schema.to_string())))
+        }
+        other => Err(bad(format!(
+            "response_format.type must be text, json_object or json_schema, got {other:?}"
+        ))),
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -129,7 +155,46 @@ impl Sampling {
             top_k: self.top_k,
             seed: self.seed,
             stop,
+            presence_penalty: self.presence_penalty.unwrap_or(0.0),
+            frequency_penalty: self.frequency_penalty.unwrap_or(0.0),
+            logprobs: self.logprobs()?,
+            response_format: match &self.response_format {
+                None | Some(Value::Null) => None,
+                Some(v) => response_format(v)?,
+            },
         })
+    }
+
+    /// `logprobs` (chat: true/false; completions: how many alternatives)
+    /// and `top_logprobs` (chat, 0-20) as the number of alternatives.
+    fn logprobs(&self) -> Result<Option<usize>, AppError> {
+        let top = self.top_logprobs;
+        if top.is_some_and(|n| n > 20) {
+            return Err(AppError::bad(
+                "top_logprobs must be between 0 and 20",
+                "top_logprobs",
+            ));
+        }
+        match &self.logprobs {
+            None | Some(Value::Null) | Some(Value::Bool(false)) => {
+                if top.is_some_and(|n| n > 0) {
+                    return Err(AppError::bad(
+                        "top_logprobs needs logprobs: true",
+                        "top_logprobs",
+                    ));
+                }
+                Ok(None)
+            }
+            Some(Value::Bool(true)) => Ok(Some(top.unwrap_or(0))),
+            Some(Value::Number(n)) => match n.as_u64() {
+                Some(n) if n <= 5 => Ok(Some(n as usize)),
+                _ => Err(AppError::bad(
+                    "logprobs must be between 0 and 5",
+                    "logprobs",
+                )),
+            },
+            Some(_) => Err(AppError::bad("logprobs must be a boolean", "logprobs")),
+        }
     }
 }
 
@@ -204,6 +269,36 @@ fn usage(g: &Generation) -> Value {
         "prompt_tokens": g.prompt_tokens,
         "completion_tokens": g.completion_tokens,
         "total_tokens": g.prompt_tokens + g.completion_tokens,
+        "prompt_tokens_details": { "cached_tokens": g.cached_tokens },
+    })
+}
+
+/// OpenAI's chat `logprobs` object for the generated tokens.
+fn chat_logprobs(lps: &[TokenLogprob]) -> Value {
+    let content: Vec<Value> = lps
+        .iter()
+        .map(|lp| {
+            json!({
+                "token": lp.token,
+                "logprob": lp.logprob,
+                "bytes": lp.bytes,
+                "top_logprobs": lp.top.iter().map(|(t, l)| json!({
+                    "token": t, "logprob": l, "bytes": t.as_bytes(),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({ "content": content })
+}
+
+/// The legacy completions `logprobs` object.
+fn completion_logprobs(lps: &[TokenLogprob]) -> Value {
+    json!({
+        "tokens": lps.iter().map(|lp| lp.token.clone()).collect::<Vec<_>>(),
+        "token_logprobs": lps.iter().map(|lp| lp.logprob).collect::<Vec<_>>(),
+        "top_logprobs": lps.iter().map(|lp| {
+            lp.top.iter().map(|(t, l)| (t.clone(), json!(l))).collect::<serde_json::Map<_, _>>()
+        }).collect::<Vec<_>>(),
     })
 }
 
@@ -335,6 +430,13 @@ async fn run(
     mode: CacheMode,
 ) -> Result<Response, AppError> {
     let params = sampling.params()?;
+    let wants_logprobs = params.logprobs.is_some();
+    if wants_logprobs && sampling.stream {
+        return Err(AppError::bad(
+            "logprobs are only returned without stream",
+            "logprobs",
+        ));
+    }
     if params.max_tokens > state.config.limits.max_tokens {
         return Err(AppError::bad(
             format!(
@@ -361,7 +463,16 @@ async fn run(
             "object": kind.object(false),
             "created": created,
             "model": model,
-            "choices": [kind.choice(&g.text, Some(finish(g.finish_reason)), false, false)],
+            "choices": [{
+                let mut c = kind.choice(&g.text, Some(finish(g.finish_reason)), false, false);
+                if wants_logprobs {
+                    c["logprobs"] = match kind {
+                        Kind::Chat => chat_logprobs(&g.logprobs),
+                        Kind::Completion => completion_logprobs(&g.logprobs),
+                    };
+                }
+                c
+            }],
             "usage": usage(&g),
             "timings": timings(&g, total_ms),
         }));

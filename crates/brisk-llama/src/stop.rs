@@ -1,43 +1,5 @@
-//! Sampling settings and stop strings.
-
-use brisk_core::{BackendError, GenerateParams};
-use candle_transformers::generation::Sampling;
-
-/// The candle sampling strategy for `params`, or why the params are invalid.
-///
-/// `temperature == 0` is greedy (arg max). Otherwise the softmax at
-/// `temperature` is cut to the `top_k` most likely tokens and then to the
-/// `top_p` nucleus, each when given. `top_k == 0` and `top_p >= 1` mean "no
-/// cut"; `top_p == 0` keeps only the most likely token.
-pub fn sampling_for(params: &GenerateParams) -> Result<Sampling, BackendError> {
-    let bad = |msg: String| Err(BackendError::InvalidInput(msg));
-    let temperature = params.temperature;
-    if !temperature.is_finite() || temperature < 0.0 {
-        return bad(format!(
-            "temperature must be a number >= 0, got {temperature}"
-        ));
-    }
-    if let Some(p) = params.top_p {
-        if !p.is_finite() || !(0.0..=1.0).contains(&p) {
-            return bad(format!("top_p must be between 0 and 1, got {p}"));
-        }
-    }
-    if temperature == 0.0 {
-        return Ok(Sampling::ArgMax);
-    }
-    let k = params.top_k.filter(|&k| k > 0);
-    let p = params.top_p.filter(|&p| p < 1.0);
-    if p == Some(0.0) {
-        // Only the most likely token is left.
-        return Ok(Sampling::TopK { k: 1, temperature });
-    }
-    Ok(match (k, p) {
-        (None, None) => Sampling::All { temperature },
-        (Some(k), None) => Sampling::TopK { k, temperature },
-        (None, Some(p)) => Sampling::TopP { p, temperature },
-        (Some(k), Some(p)) => Sampling::TopKThenTopP { k, p, temperature },
-    })
-}
+//! Stop strings: generated text is held back while it could still be the
+//! start of a stop string, and cut before the first one found.
 
 /// A seed from the process's random hasher keys and the clock, for
 /// requests that give none.
@@ -142,73 +104,6 @@ fn longest_prefix_suffix(text: &str, stop: &str) -> usize {
 mod tests {
     use super::*;
 
-    fn params(temperature: f64, top_k: Option<usize>, top_p: Option<f64>) -> GenerateParams {
-        GenerateParams {
-            temperature,
-            top_k,
-            top_p,
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn sampling_choice() {
-        assert_eq!(
-            sampling_for(&params(0.0, Some(5), Some(0.5))),
-            Ok(Sampling::ArgMax)
-        );
-        assert_eq!(
-            sampling_for(&params(0.7, None, None)),
-            Ok(Sampling::All { temperature: 0.7 })
-        );
-        assert_eq!(
-            sampling_for(&params(0.7, Some(0), Some(1.0))),
-            Ok(Sampling::All { temperature: 0.7 })
-        );
-        assert_eq!(
-            sampling_for(&params(0.7, Some(40), None)),
-            Ok(Sampling::TopK {
-                k: 40,
-                temperature: 0.7
-            })
-        );
-        assert_eq!(
-            sampling_for(&params(0.7, None, Some(0.9))),
-            Ok(Sampling::TopP {
-                p: 0.9,
-                temperature: 0.7
-            })
-        );
-        assert_eq!(
-            sampling_for(&params(0.7, Some(40), Some(0.9))),
-            Ok(Sampling::TopKThenTopP {
-                k: 40,
-                p: 0.9,
-                temperature: 0.7
-            })
-        );
-        assert_eq!(
-            sampling_for(&params(0.7, None, Some(0.0))),
-            Ok(Sampling::TopK {
-                k: 1,
-                temperature: 0.7
-            })
-        );
-        for bad in [
-            params(-1.0, None, None),
-            params(f64::NAN, None, None),
-            params(f64::INFINITY, None, None),
-            params(1.0, None, Some(1.5)),
-            params(1.0, None, Some(f64::NAN)),
-        ] {
-            assert!(
-                matches!(sampling_for(&bad), Err(BackendError::InvalidInput(_))),
-                "{bad:?}"
-            );
-        }
-    }
-
-    /// Feeds pieces; returns everything shown and whether a stop hit.
     fn run(stops: &[&str], pieces: &[&str]) -> (Vec<String>, String, bool) {
         let stops: Vec<String> = stops.iter().map(|s| s.to_string()).collect();
         let mut s = StopScanner::new(&stops);
