@@ -76,6 +76,7 @@ impl Loader for BriskLoader {
             brisk_llama::BACKEND => Ok(Box::new(brisk_llama::LlamaCppGenerator::load(
                 &source.path,
                 &source.options,
+                &source.adapters,
             )?)),
             #[cfg(feature = "whisper")]
             "candle-whisper" => Ok(Box::new(whisper::WhisperModel::load(&source.path)?)),
@@ -104,7 +105,16 @@ impl Loader for BriskLoader {
             #[cfg(feature = "candle")]
             "candle-bert" => bert::estimate_bytes(&source.path),
             #[cfg(feature = "llama")]
-            brisk_llama::BACKEND => brisk_llama::estimate_bytes(&source.path, &source.options),
+            brisk_llama::BACKEND => {
+                brisk_llama::estimate_bytes(&source.path, &source.options).map(|b| {
+                    b + source
+                        .adapters
+                        .values()
+                        .filter_map(|p| p.metadata().ok())
+                        .map(|m| m.len())
+                        .sum::<u64>()
+                })
+            }
             #[cfg(feature = "whisper")]
             "candle-whisper" => whisper::estimate_bytes(&source.path),
             #[cfg(feature = "onnx")]
@@ -114,6 +124,18 @@ impl Loader for BriskLoader {
     }
 
     fn task(&self, source: &ModelSource) -> Result<Task, BackendError> {
+        // Checked here because the registry asks every model's task at
+        // startup: a misplaced `adapters` table is a configuration error.
+        #[cfg(feature = "llama")]
+        let takes_adapters = source.backend == brisk_llama::BACKEND;
+        #[cfg(not(feature = "llama"))]
+        let takes_adapters = false;
+        if !source.adapters.is_empty() && !takes_adapters {
+            return Err(BackendError::InvalidModel(format!(
+                "backend '{}' does not take LoRA adapters (only llama-cpp does)",
+                source.backend
+            )));
+        }
         match source.backend.as_str() {
             "sim" => self.sim.task(source),
             #[cfg(feature = "candle")]
@@ -159,6 +181,7 @@ pub fn discover(dir: &Path) -> Vec<Discovered> {
                     backend: backend.to_string(),
                     path,
                     options: Default::default(),
+                    adapters: Default::default(),
                 },
             })
         })
@@ -205,6 +228,7 @@ mod tests {
             backend: "nope".into(),
             path: "/x".into(),
             options: Default::default(),
+            adapters: Default::default(),
         };
         let err = loader.task(&src).expect_err("unknown").to_string();
         assert!(err.contains("unknown backend 'nope'"), "{err}");
@@ -217,6 +241,7 @@ mod tests {
             backend: "sim".into(),
             path: "/x".into(),
             options: Default::default(),
+            adapters: Default::default(),
         };
         src.options.insert("fail_loads".into(), "1".into());
         assert!(loader.load("m", &src).is_err());

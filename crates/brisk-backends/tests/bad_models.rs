@@ -48,6 +48,7 @@ fn load(backend: &str, dir: &Path, case: &str) -> Result<bool, String> {
         options: [("weights".to_string(), "native".to_string())]
             .into_iter()
             .collect(),
+        adapters: Default::default(),
     };
     let (tx, rx) = mpsc::channel();
     let handle = std::thread::spawn(move || {

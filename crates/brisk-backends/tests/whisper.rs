@@ -259,6 +259,7 @@ fn loader_detects_and_describes_whisper() {
         backend: "candle-whisper".into(),
         path: dir.clone(),
         options: Default::default(),
+        adapters: Default::default(),
     };
     let loader = BriskLoader::new();
     assert_eq!(loader.task(&src).expect("task"), Task::Transcription);

@@ -108,6 +108,9 @@ pub struct GenerateParams {
     pub logprobs: Option<usize>,
     /// Constrains the text to JSON (OpenAI's `response_format`).
     pub response_format: Option<ResponseFormat>,
+    /// A LoRA adapter of the model (`"model": "X:NAME"`), by name; `None`
+    /// is the base model.
+    pub adapter: Option<String>,
 }
 
 impl Default for GenerateParams {
@@ -123,6 +126,7 @@ impl Default for GenerateParams {
             frequency_penalty: 0.0,
             logprobs: None,
             response_format: None,
+            adapter: None,
         }
     }
 }
@@ -446,6 +450,10 @@ pub struct ModelSource {
     /// Free-form backend options (e.g. simulated load time).
     #[serde(default)]
     pub options: std::collections::BTreeMap<String, String>,
+    /// LoRA adapters by name (`[models.X] adapters = { NAME = "file" }`):
+    /// loaded with the base weights, picked per request as `X:NAME`.
+    #[serde(default)]
+    pub adapters: std::collections::BTreeMap<String, PathBuf>,
 }
 
 /// Loads models. Called on a blocking thread, never on the async runtime.

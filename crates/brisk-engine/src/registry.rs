@@ -162,6 +162,10 @@ impl Entry {
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelStatus {
     pub name: String,
+    /// For a LoRA adapter's id (`X:NAME`): the model `X` whose loaded
+    /// weights it runs on; the rest of the status is that model's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adapter_of: Option<String>,
     pub task: Task,
     pub backend: String,
     pub policy: LoadPolicy,
@@ -276,14 +280,42 @@ impl Registry {
         self.shared.cache.get()
     }
 
+    /// Every servable model id: the models, then each model's adapters as
+    /// `X:NAME`.
     pub fn model_names(&self) -> Vec<String> {
-        self.shared.models.keys().cloned().collect()
+        let mut names: Vec<String> = self.shared.models.keys().cloned().collect();
+        for (name, e) in &self.shared.models {
+            for adapter in e.spec.source.adapters.keys() {
+                names.push(format!("{name}:{adapter}"));
+            }
+        }
+        names
     }
 
     fn entry(&self, model: &str) -> Result<&Arc<Entry>, EngineError> {
-        self.shared
-            .models
-            .get(model)
+        self.resolve(model).map(|(e, _)| e)
+    }
+
+    /// A model id: a model's name, or `X:NAME` for adapter NAME of model X
+    /// (which runs on X's loaded weights, so loads, readiness and queue are
+    /// X's).
+    fn resolve<'s, 'm>(
+        &'s self,
+        model: &'m str,
+    ) -> Result<(&'s Arc<Entry>, Option<&'m str>), EngineError> {
+        if let Some(e) = self.shared.models.get(model) {
+            return Ok((e, None));
+        }
+        model
+            .rsplit_once(':')
+            .and_then(|(base, adapter)| {
+                let e = self.shared.models.get(base)?;
+                e.spec
+                    .source
+                    .adapters
+                    .contains_key(adapter)
+                    .then_some((e, Some(adapter)))
+            })
             .ok_or_else(|| EngineError::UnknownModel(model.to_string()))
     }
 
@@ -366,16 +398,39 @@ impl Registry {
         Ok(self.entry(model)?.task)
     }
 
+    /// Every model's status, each adapter (`X:NAME`) right after its model.
     pub fn status(&self) -> Vec<ModelStatus> {
-        self.shared
-            .models
-            .values()
-            .map(|e| self.status_of(e))
-            .collect()
+        let mut all = Vec::new();
+        for e in self.shared.models.values() {
+            let st = self.status_of(e);
+            let adapters: Vec<ModelStatus> = e
+                .spec
+                .source
+                .adapters
+                .keys()
+                .map(|a| Self::adapter_status(&st, a))
+                .collect();
+            all.push(st);
+            all.extend(adapters);
+        }
+        all
     }
 
     pub fn model_status(&self, model: &str) -> Result<ModelStatus, EngineError> {
-        Ok(self.status_of(self.entry(model)?))
+        let (e, adapter) = self.resolve(model)?;
+        let st = self.status_of(e);
+        Ok(match adapter {
+            Some(a) => Self::adapter_status(&st, a),
+            None => st,
+        })
+    }
+
+    fn adapter_status(base: &ModelStatus, adapter: &str) -> ModelStatus {
+        ModelStatus {
+            name: format!("{}:{adapter}", base.name),
+            adapter_of: Some(base.name.clone()),
+            ..base.clone()
+        }
     }
 
     fn status_of(&self, e: &Entry) -> ModelStatus {
@@ -392,6 +447,7 @@ impl Registry {
         let last_used = e.last_used_ms.load(Ordering::Relaxed);
         ModelStatus {
             name: e.spec.name.clone(),
+            adapter_of: None,
             task: e.task,
             backend: e.spec.source.backend.clone(),
             policy: e.spec.policy,
@@ -432,7 +488,12 @@ impl Registry {
         request: Request,
         mode: CacheMode,
     ) -> Result<(Response, CacheStatus), EngineError> {
-        let e = self.entry(model)?.clone();
+        let (e, adapter) = self.resolve(model)?;
+        let e = e.clone();
+        let mut request = request;
+        if let (Some(adapter), Request::Generate(g)) = (adapter, &mut request) {
+            g.params.adapter = Some(adapter.to_string());
+        }
         if request.task() != e.task {
             return Err(EngineError::WrongTask {
                 model: model.to_string(),

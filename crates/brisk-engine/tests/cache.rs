@@ -351,6 +351,7 @@ fn sim_spec(name: &str, opts: &[(&str, &str)], cache: bool) -> ModelSpec {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            adapters: Default::default(),
         },
         policy: LoadPolicy::Lazy,
         keep_alive: None,

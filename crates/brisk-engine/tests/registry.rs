@@ -22,6 +22,7 @@ fn spec(name: &str, policy: LoadPolicy, opts: &[(&str, &str)]) -> ModelSpec {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            adapters: Default::default(),
         },
         policy,
         keep_alive: None,

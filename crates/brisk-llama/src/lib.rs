@@ -11,11 +11,17 @@
 //! own) and the Jinja chat template, which is rendered with minijinja (see
 //! [`template`]); llama.cpp's built-in template matcher is not Jinja.
 //!
+//! LoRA adapters (GGUF, as llama.cpp's `convert_lora_to_gguf.py` writes
+//! them) load with the base weights and are picked per request; llama.cpp
+//! applies adapters per context, so each step decodes the sequences of one
+//! adapter at a time with that adapter set (see [`scheduler`]'s groups).
+//!
 //! This crate is separate from brisk-backends because it compiles
 //! llama.cpp (C++, several minutes): nothing else depends on it, so a change
 //! elsewhere never rebuilds it.
 
 pub mod grammar;
+pub mod lora_file;
 pub mod scheduler;
 pub mod stop;
 pub mod template;
@@ -36,7 +42,7 @@ use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
-use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::model::{LlamaLoraAdapter, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
@@ -238,6 +244,10 @@ pub struct LlamaCppGenerator {
     file: PathBuf,
     add_bos: bool,
     bos: LlamaToken,
+    /// LoRA adapters by name; request group i + 1 runs with `adapters[i]`.
+    adapters: Vec<(String, LlamaLoraAdapter)>,
+    /// The group whose adapter the context has set now.
+    active_group: usize,
 }
 
 impl std::fmt::Debug for LlamaCppGenerator {
@@ -255,17 +265,49 @@ fn invalid_model(file: &Path, e: impl std::fmt::Display) -> BackendError {
 }
 
 impl LlamaCppGenerator {
-    pub fn load(path: &Path, options: &BTreeMap<String, String>) -> Result<Self, BackendError> {
-        Self::load_with(path, Options::parse(options)?)
+    /// Loads the model with its LoRA adapters (name → GGUF adapter file).
+    pub fn load(
+        path: &Path,
+        options: &BTreeMap<String, String>,
+        adapters: &BTreeMap<String, PathBuf>,
+    ) -> Result<Self, BackendError> {
+        Self::load_with_adapters(path, Options::parse(options)?, adapters)
     }
 
     pub fn load_with(path: &Path, options: Options) -> Result<Self, BackendError> {
+        Self::load_with_adapters(path, options, &BTreeMap::new())
+    }
+
+    pub fn load_with_adapters(
+        path: &Path,
+        options: Options,
+        adapter_files: &BTreeMap<String, PathBuf>,
+    ) -> Result<Self, BackendError> {
         let start = Instant::now();
         let backend = backend()?;
         let original = resolve_gguf(path)?;
         let file = weights::prepare(&original, options.weights, options.threads)?;
-        let model = LlamaModel::load_from_file(backend, &file, &LlamaModelParams::default())
+        let mut model = LlamaModel::load_from_file(backend, &file, &LlamaModelParams::default())
             .map_err(|e| invalid_model(&file, e))?;
+        // Adapters belong to the model (llama.cpp frees them with it), so
+        // they are read before the model is shared.
+        let mut adapters = Vec::with_capacity(adapter_files.len());
+        for (name, adapter_file) in adapter_files {
+            let adapter = model.lora_adapter_init(adapter_file).map_err(|e| {
+                invalid_model(
+                    adapter_file,
+                    format!(
+                        "adapter {name}: llama.cpp cannot load it as a LoRA adapter                          of this model ({e}; the log says why)"
+                    ),
+                )
+            })?;
+            adapters.push((name.clone(), adapter));
+        }
+        let adapter_bytes: u64 = adapter_files
+            .values()
+            .filter_map(|p| p.metadata().ok())
+            .map(|m| m.len())
+            .sum();
         let trained = model.n_ctx_train() as usize;
         let context = options.context.min(trained.max(1));
         let parallel = options.parallel;
@@ -301,7 +343,7 @@ impl LlamaCppGenerator {
         let engine = Engine::try_new(model.clone(), |m| m.new_context(backend, params))
             .map_err(|e| invalid_model(&file, format!("cannot create a context: {e}")))?;
         let kv_bytes = kv_bytes(&model, context * parallel);
-        let memory_bytes = model.size() + kv_bytes;
+        let memory_bytes = model.size() + kv_bytes + adapter_bytes;
         tracing::info!(
             file = %file.display(),
             context,
@@ -323,6 +365,8 @@ impl LlamaCppGenerator {
             file,
             add_bos,
             bos,
+            adapters,
+            active_group: 0,
         })
     }
 
@@ -387,6 +431,26 @@ impl LlamaCppGenerator {
             sink,
         } = request;
         let fail = |reply: Box<dyn Reply>, e: BackendError| reply.send(Err(e));
+        let group = match &params.adapter {
+            None => 0,
+            Some(name) => match self.adapters.iter().position(|(n, _)| n == name) {
+                Some(i) => i + 1,
+                None => {
+                    let known: Vec<&str> = self.adapters.iter().map(|(n, _)| n.as_str()).collect();
+                    return fail(
+                        reply,
+                        BackendError::InvalidInput(format!(
+                            "the model has no adapter '{name}' (it has: {})",
+                            if known.is_empty() {
+                                "none".to_string()
+                            } else {
+                                known.join(", ")
+                            }
+                        )),
+                    );
+                }
+            },
+        };
         let sampler = match self.sampler(&params) {
             Ok(s) => s,
             Err(e) => return fail(reply, e),
@@ -447,7 +511,7 @@ impl LlamaCppGenerator {
             logprobs: Vec::new(),
         };
         let tokens = ids.iter().map(|t| t.0).collect();
-        match self.scheduler.admit(tokens, running) {
+        match self.scheduler.admit_in(group, tokens, running) {
             Ok(admitted) => {
                 // Drop whatever the slot holds past the shared prefix.
                 let slot = admitted.slot as u32;
@@ -722,7 +786,51 @@ impl Stepper for LlamaCppGenerator {
         if plan.is_empty() {
             return false;
         }
-        if let Err(err) = self.run(&plan) {
+        // One decode per adapter group present, the active one first so a
+        // step without adapters never switches (switching makes llama.cpp
+        // re-plan its compute graph).
+        let mut groups: Vec<usize> = plan.iter().map(|e| e.group).collect();
+        groups.sort_unstable_by_key(|&g| (g != self.active_group, g));
+        groups.dedup();
+        for group in groups {
+            let part: Vec<scheduler::Entry> =
+                plan.iter().filter(|e| e.group == group).cloned().collect();
+            self.use_group(group);
+            self.decode_part(&part);
+        }
+        true
+    }
+}
+
+impl LlamaCppGenerator {
+    /// Sets the context's adapters for `group` (none for 0).
+    fn use_group(&mut self, group: usize) {
+        if group == self.active_group {
+            return;
+        }
+        let adapters = &mut self.adapters;
+        self.engine.with_dependent_mut(|_, ctx| {
+            let result = match group {
+                0 => match adapters.first_mut() {
+                    // Removes every adapter, whichever is passed.
+                    Some((_, a)) => ctx.lora_adapter_remove(a).map_err(|e| e.to_string()),
+                    None => Ok(()),
+                },
+                g => ctx
+                    .lora_adapter_set(&mut adapters[g - 1].1, 1.0)
+                    .map_err(|e| e.to_string()),
+            };
+            if let Err(e) = result {
+                tracing::error!(group, error = %e, "cannot set the LoRA adapter");
+            }
+        });
+        self.active_group = group;
+    }
+
+    /// Decodes the entries of one group; on failure finds and fails the
+    /// sequence(s) at fault.
+    fn decode_part(&mut self, plan: &[scheduler::Entry]) {
+        if let Err(err) = self.run(plan) {
             // The decode failed as a whole (it changed nothing). Find the
             // sequence(s) at fault by decoding each alone, so one bad
             // request fails and the others keep streaming.
@@ -730,18 +838,15 @@ impl Stepper for LlamaCppGenerator {
             if plan.len() == 1 {
                 self.fail(plan[0].slot, &err);
             } else {
-                for e in &plan {
+                for e in plan {
                     if let Err(err) = self.run(std::slice::from_ref(e)) {
                         self.fail(e.slot, &err);
                     }
                 }
             }
         }
-        true
     }
-}
 
-impl LlamaCppGenerator {
     /// One `llama_decode` over `plan`, then a token sampled for every
     /// sequence that needs one.
     fn run(&mut self, plan: &[scheduler::Entry]) -> Result<(), llama_cpp_2::DecodeError> {

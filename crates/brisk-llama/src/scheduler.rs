@@ -13,6 +13,12 @@
 //! contributes its one new token; slots still reading their prompt share
 //! the rest of the token budget in chunks, so a long prompt never stalls the
 //! streams already running for more than one chunk.
+//!
+//! LoRA adapters: every request runs in a *group* (0 = the base weights,
+//! 1.. = an adapter). The KV a slot holds was computed under one group's
+//! weights, so the prefix cache only matches within the same group, and
+//! the model thread decodes each group of a plan separately with its
+//! adapter set.
 
 /// A token id, as llama.cpp numbers them.
 pub type Token = i32;
@@ -36,12 +42,16 @@ struct Slot<J> {
     job: Option<J>,
     /// When the slot was last released, to reuse the stalest slot first.
     released_at: u64,
+    /// The group (adapter) whose weights computed `cached`.
+    group: usize,
 }
 
 /// One sequence's part of a step's batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub slot: usize,
+    /// The slot's group: entries of different groups are decoded apart.
+    pub group: usize,
     /// Position of the first token (the sequence's KV length before it).
     pub pos: usize,
     pub tokens: Vec<Token>,
@@ -78,6 +88,7 @@ impl<J> Scheduler<J> {
                     phase: Phase::Idle,
                     job: None,
                     released_at: 0,
+                    group: 0,
                 })
                 .collect(),
             budget: budget.max(parallel),
@@ -108,6 +119,12 @@ impl<J> Scheduler<J> {
     /// logits are what the first token is sampled from. Gives the job back
     /// when every slot is busy.
     pub fn admit(&mut self, prompt: Vec<Token>, job: J) -> Result<Admitted, J> {
+        self.admit_in(0, prompt, job)
+    }
+
+    /// [`Scheduler::admit`] for a request of `group`: only a slot whose
+    /// cache that group computed shares a prefix with it.
+    pub fn admit_in(&mut self, group: usize, prompt: Vec<Token>, job: J) -> Result<Admitted, J> {
         if prompt.is_empty() {
             return Err(job);
         }
@@ -116,7 +133,14 @@ impl<J> Scheduler<J> {
             .iter()
             .enumerate()
             .filter(|(_, s)| s.job.is_none())
-            .map(|(i, s)| (i, common_prefix(&s.cached, &prompt), s.released_at))
+            .map(|(i, s)| {
+                let shared = if s.group == group {
+                    common_prefix(&s.cached, &prompt)
+                } else {
+                    0
+                };
+                (i, shared, s.released_at)
+            })
             // Longest shared prefix; among equals, the stalest slot.
             .max_by(|a, b| a.1.cmp(&b.1).then(b.2.cmp(&a.2)));
         let Some((slot, shared, _)) = best else {
@@ -125,6 +149,7 @@ impl<J> Scheduler<J> {
         let cached = shared.min(prompt.len() - 1);
         let s = &mut self.slots[slot];
         s.cached.truncate(cached);
+        s.group = group;
         s.phase = Phase::Prefill {
             prompt,
             fed: cached,
@@ -142,6 +167,7 @@ impl<J> Scheduler<J> {
             if let Phase::Generate { next } = s.phase {
                 entries.push(Entry {
                     slot: i,
+                    group: s.group,
                     pos: s.cached.len(),
                     tokens: vec![next],
                     logits: true,
@@ -158,6 +184,7 @@ impl<J> Scheduler<J> {
                 left -= n;
                 entries.push(Entry {
                     slot: i,
+                    group: s.group,
                     pos: s.cached.len(),
                     tokens: prompt[*fed..fed + n].to_vec(),
                     logits: fed + n == prompt.len(),
@@ -261,6 +288,7 @@ mod tests {
             plan,
             vec![Entry {
                 slot: a.slot,
+                group: 0,
                 pos: 0,
                 tokens: vec![1, 2, 3],
                 logits: true
@@ -359,6 +387,31 @@ mod tests {
                 cached: 0
             }
         );
+    }
+
+    #[test]
+    fn the_prefix_cache_never_crosses_adapters() {
+        let mut s = Scheduler::new(2, 64);
+        let a = s.admit_in(1, vec![1, 2, 3, 4], "a").expect("slot");
+        step(&mut s, 5);
+        s.release(a.slot, true);
+        // Same tokens under the base weights (group 0): a's KV was computed
+        // with adapter 1, so nothing is reused, and the other slot is taken
+        // as it shares nothing either but a's cache stays for group 1.
+        let b = s.admit_in(0, vec![1, 2, 3, 4, 9], "b").expect("slot");
+        assert_eq!(b.cached, 0);
+        assert_ne!(b.slot, a.slot, "the stalest slot, not a's");
+        let c = s.admit_in(1, vec![1, 2, 3, 4, 5, 6], "c").expect("slot");
+        assert_eq!(
+            c,
+            Admitted {
+                slot: a.slot,
+                cached: 5
+            }
+        );
+        let plan = step(&mut s, 7);
+        let groups: Vec<(usize, usize)> = plan.iter().map(|e| (e.slot, e.group)).collect();
+        assert!(groups.contains(&(b.slot, 0)) && groups.contains(&(c.slot, 1)));
     }
 
     #[test]

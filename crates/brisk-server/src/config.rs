@@ -338,6 +338,11 @@ pub struct ModelConfig {
     pub cache: Option<bool>,
     #[serde(default)]
     pub options: BTreeMap<String, toml::Value>,
+    /// LoRA adapters (`adapters = { NAME = "file.gguf" }`), served as the
+    /// models `X:NAME`. A relative path is found beside the model: in its
+    /// folder, or in the folder of a model given as a file.
+    #[serde(default)]
+    pub adapters: BTreeMap<String, String>,
 }
 
 impl Config {
@@ -384,12 +389,18 @@ impl Config {
                     (k.clone(), v)
                 })
                 .collect();
+            let adapters =
+                resolve_adapters(&m.adapters, &path).map_err(|reason| ConfigError::Model {
+                    model: name.clone(),
+                    reason,
+                })?;
             specs.push(self.spec(
                 name,
                 ModelSource {
                     backend,
                     path,
                     options,
+                    adapters,
                 },
                 m,
             ));
@@ -443,6 +454,34 @@ fn same_path(a: &Path, b: &Path) -> bool {
 /// Turns a configured source into a local path. `hf://org/name[@rev]` is
 /// looked up in the local Hugging Face cache (`$HF_HOME/hub`, default
 /// `~/.cache/huggingface/hub`); brisk never downloads at run time.
+/// The adapter files of a model at `model_path`, checked to exist; names
+/// must be usable after `model:` in a request.
+fn resolve_adapters(
+    adapters: &BTreeMap<String, String>,
+    model_path: &Path,
+) -> Result<BTreeMap<String, PathBuf>, String> {
+    let base = if model_path.is_dir() {
+        model_path
+    } else {
+        model_path.parent().unwrap_or(Path::new("."))
+    };
+    adapters
+        .iter()
+        .map(|(name, file)| {
+            if name.is_empty() || name.contains(':') || name.contains('/') {
+                return Err(format!(
+                    "adapter name {name:?} must be non-empty, without ':' or '/'"
+                ));
+            }
+            let path = base.join(file);
+            if !path.is_file() {
+                return Err(format!("adapter {name}: no file at {}", path.display()));
+            }
+            Ok((name.clone(), path))
+        })
+        .collect()
+}
+
 pub fn resolve_source(source: &str, models_dir: &Path) -> Result<PathBuf, String> {
     if let Some(repo) = source.strip_prefix("hf://") {
         let (repo, rev) = repo.split_once('@').unwrap_or((repo, "main"));

@@ -1,8 +1,8 @@
 //! Text generation on llama.cpp through the HTTP API, with the real
 //! SmolLM2 GGUF: concurrent streams decode together (continuous batching),
 //! a client that disconnects frees its slot, the second turn of a chat
-//! reuses the cached prefix, JSON-schema output validates, and bad input is
-//! a 400 that says why.
+//! reuses the cached prefix, JSON-schema output validates, LoRA adapters
+//! are models of their own (`X:NAME`), and bad input is a 400 that says why.
 
 mod common;
 
@@ -299,4 +299,99 @@ async fn prompt_longer_than_the_context_is_400_naming_it() {
     .await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
     assert!(v.to_string().contains("context is 64 tokens"), "{v}");
+}
+
+/// Writes a rank-2 LoRA adapter of `blk.2.attn_output.weight` (576 x 576)
+/// whose B matrix is `b_value` everywhere.
+fn write_adapter(path: &std::path::Path, b_value: f32) {
+    let (n, rank) = (576, 2);
+    let a: Vec<f32> = (0..n * rank)
+        .map(|i| ((i % 7) as f32 - 3.0) * 0.05)
+        .collect();
+    let t = |name: &str, dims: [usize; 2], values: Vec<f32>| brisk_llama::lora_file::Tensor {
+        name: format!("blk.2.attn_output.weight.{name}"),
+        dims,
+        values,
+    };
+    let tensors = [
+        t("lora_a", [n, rank], a),
+        t("lora_b", [rank, n], vec![b_value; rank * n]),
+    ];
+    brisk_llama::lora_file::write(path, "llama", 2.0, &tensors).expect("write adapter");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lora_adapters_are_served_as_their_own_models() {
+    let dir = std::env::temp_dir().join(format!("brisk-lora-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    write_adapter(&dir.join("zero.gguf"), 0.0);
+    write_adapter(&dir.join("shift.gguf"), 0.2);
+    let s = common::default_state(common::models_dir(&[MODEL]), |c| {
+        c.cache.enabled = false;
+        c.models.insert(
+            "tuned".into(),
+            toml::from_str(&format!(
+                "source = \"{MODEL}\"\nadapters = {{ zero = \"{}\", shift = \"{}\" }}",
+                dir.join("zero.gguf").display(),
+                dir.join("shift.gguf").display()
+            ))
+            .expect("model config"),
+        );
+    });
+
+    // /v1/models lists each adapter as its own id.
+    let (st, _, text) = common::send(&s, "GET", "/v1/models", "application/json", Vec::new()).await;
+    assert_eq!(st, StatusCode::OK);
+    let list: Value = serde_json::from_str(&text).expect("json");
+    let ids: Vec<&str> = list["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    for id in ["tuned", "tuned:shift", "tuned:zero"] {
+        assert!(ids.contains(&id), "{id} missing from {ids:?}");
+    }
+    let shift = list["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .find(|m| m["id"] == "tuned:shift")
+        .expect("tuned:shift");
+    assert_eq!(shift["brisk"]["adapter_of"], "tuned");
+
+    let first_logprob = |v: &Value| {
+        v["choices"][0]["logprobs"]["content"][0]["logprob"]
+            .as_f64()
+            .expect("logprob")
+    };
+    let mut outs = Vec::new();
+    for model in ["tuned", "tuned:zero", "tuned:shift"] {
+        let mut body = ask("Name a fruit.", 6);
+        body["model"] = json!(model);
+        body["logprobs"] = json!(true);
+        let (st, v) = post(&s, body).await;
+        assert_eq!(st, StatusCode::OK, "{model}: {v}");
+        assert_eq!(v["model"], model);
+        outs.push(v);
+    }
+    // A zero B matrix is the base model; a non-zero one moves the logits.
+    assert_eq!(
+        outs[0]["choices"][0]["message"]["content"],
+        outs[1]["choices"][0]["message"]["content"]
+    );
+    assert!((first_logprob(&outs[0]) - first_logprob(&outs[1])).abs() < 1e-4);
+    assert!(
+        (first_logprob(&outs[0]) - first_logprob(&outs[2])).abs() > 1e-3,
+        "{} vs {}",
+        outs[0],
+        outs[2]
+    );
+
+    // An adapter the model does not have is an unknown model.
+    let mut body = ask("Hi", 2);
+    body["model"] = json!("tuned:nope");
+    let (st, v) = post(&s, body).await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

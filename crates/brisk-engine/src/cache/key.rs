@@ -108,6 +108,15 @@ pub fn cache_key(model: &str, revision: &str, request: &Request) -> Option<Key> 
             e.f64(f64::from(p.presence_penalty));
             e.f64(f64::from(p.frequency_penalty));
             e.u64(p.logprobs.map_or(0, |n| n as u64 + 1));
+            // The model id (`X:NAME`) names the adapter already; this keeps
+            // requests built in code, which set it directly, apart too.
+            match &p.adapter {
+                None => e.tag(0),
+                Some(a) => {
+                    e.tag(1);
+                    e.str(a);
+                }
+            }
             match &p.response_format {
                 None => e.tag(0),
                 Some(brisk_core::ResponseFormat::JsonObject) => e.tag(1),
@@ -357,6 +366,7 @@ mod tests {
             backend: "sim".into(),
             path: dir.clone(),
             options: Default::default(),
+            adapters: Default::default(),
         };
         let r1 = revision(&src);
         assert_eq!(r1, revision(&src), "stable");

@@ -796,6 +796,7 @@ mod tests {
                     .map(|t| ("task".to_string(), t.to_string()))
                     .into_iter()
                     .collect(),
+                adapters: Default::default(),
             },
             policy: crate::LoadPolicy::Lazy,
             keep_alive: None,

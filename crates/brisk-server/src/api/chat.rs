@@ -162,6 +162,8 @@ impl Sampling {
                 None | Some(Value::Null) => None,
                 Some(v) => response_format(v)?,
             },
+            // Set by the registry from the model id (`X:NAME`).
+            adapter: None,
         })
     }
 
@@ -458,21 +460,19 @@ async fn run(
         let sink: TokenSink = Box::new(move |_| !cancelled.load(Ordering::Relaxed));
         let (g, status) = generate(&state, &model, prompt, params, sink, mode).await?;
         let total_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let mut choice = kind.choice(&g.text, Some(finish(g.finish_reason)), false, false);
+        if wants_logprobs {
+            choice["logprobs"] = match kind {
+                Kind::Chat => chat_logprobs(&g.logprobs),
+                Kind::Completion => completion_logprobs(&g.logprobs),
+            };
+        }
         let body = axum::Json(json!({
             "id": id,
             "object": kind.object(false),
             "created": created,
             "model": model,
-            "choices": [{
-                let mut c = kind.choice(&g.text, Some(finish(g.finish_reason)), false, false);
-                if wants_logprobs {
-                    c["logprobs"] = match kind {
-                        Kind::Chat => chat_logprobs(&g.logprobs),
-                        Kind::Completion => completion_logprobs(&g.logprobs),
-                    };
-                }
-                c
-            }],
+            "choices": [choice],
             "usage": usage(&g),
             "timings": timings(&g, total_ms),
         }));
