@@ -401,12 +401,13 @@ mod tests {
         let b = s.admit_in(0, vec![1, 2, 3, 4, 9], "b").expect("slot");
         assert_eq!(b.cached, 0);
         assert_ne!(b.slot, a.slot, "the stalest slot, not a's");
+        // One step decoded a's prompt (its sampled token never was).
         let c = s.admit_in(1, vec![1, 2, 3, 4, 5, 6], "c").expect("slot");
         assert_eq!(
             c,
             Admitted {
                 slot: a.slot,
-                cached: 5
+                cached: 4
             }
         );
         let plan = step(&mut s, 7);
