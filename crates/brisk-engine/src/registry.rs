@@ -485,12 +485,11 @@ impl Registry {
     pub async fn infer_with(
         &self,
         model: &str,
-        request: Request,
+        mut request: Request,
         mode: CacheMode,
     ) -> Result<(Response, CacheStatus), EngineError> {
         let (e, adapter) = self.resolve(model)?;
         let e = e.clone();
-        let mut request = request;
         if let (Some(adapter), Request::Generate(g)) = (adapter, &mut request) {
             g.params.adapter = Some(adapter.to_string());
         }

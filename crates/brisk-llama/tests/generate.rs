@@ -5,30 +5,17 @@
 //! Needs `models/smollm2-135m-instruct/` (run `scripts/fetch-models`), or
 //! `BRISK_MODELS_DIR` pointing at a folder that holds it.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use brisk_core::{
     Backend, BackendError, ChatMessage, FinishReason, GenerateParams, GenerateRequest, Generation,
-    Prompt, Reply, Request, Response, Stepper, Task,
+    Prompt, Request, Response, Stepper, Task,
 };
 use brisk_llama::{LlamaCppGenerator, Options};
 
-const MODEL_DIR: &str = "smollm2-135m-instruct";
-const MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+mod common;
 
-fn model_dir() -> PathBuf {
-    let root = std::env::var_os("BRISK_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"));
-    let p = root.join(MODEL_DIR);
-    assert!(
-        p.join(MODEL_FILE).exists(),
-        "{} is missing: run scripts/fetch-models first (or set BRISK_MODELS_DIR)",
-        p.display()
-    );
-    p
-}
+use common::{model_dir, Slot, MODEL_FILE};
 
 /// The shared model; tests take turns (2 cores: parallel runs only thrash).
 fn model() -> MutexGuard<'static, LlamaCppGenerator> {
@@ -283,29 +270,6 @@ fn chat_template_from_the_gguf() {
     assert_eq!(m.prompt_ids(&Prompt::Text("Hi".into())).len(), 1);
 }
 
-/// A [`Reply`] the test reads back.
-#[derive(Clone, Default)]
-struct Slot(Arc<Mutex<Option<Result<Response, BackendError>>>>);
-
-impl Reply for Slot {
-    fn is_closed(&self) -> bool {
-        false
-    }
-    fn send(self: Box<Self>, r: Result<Response, BackendError>) {
-        *self.0.lock().expect("lock") = Some(r);
-    }
-}
-
-impl Slot {
-    fn generation(&self) -> Option<Generation> {
-        match self.0.lock().expect("lock").take() {
-            Some(Ok(Response::Generate(g))) => Some(g),
-            None => None,
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-}
-
 #[test]
 fn four_streams_decode_together_and_interleave() {
     let mut m = model();
@@ -372,7 +336,7 @@ fn a_finished_or_cancelled_request_frees_its_slot_within_one_step() {
         Box::new(cancelled.clone()),
     );
     assert_eq!(m.free_slots(), 2);
-    while cancelled.0.lock().expect("lock").is_none() {
+    while !cancelled.is_answered() {
         assert!(m.step());
     }
     // The step that saw the sink refuse freed the slot.
@@ -385,13 +349,10 @@ fn a_finished_or_cancelled_request_frees_its_slot_within_one_step() {
         Request::Generate(request(user("Hi"), greedy(2))),
         Box::new(short.clone()),
     );
-    while short.0.lock().expect("lock").is_none() {
+    while !short.is_answered() {
         assert!(m.step());
     }
-    assert!(
-        long.0.lock().expect("lock").is_none(),
-        "long one still runs"
-    );
+    assert!(!long.is_answered(), "long one still runs");
     while m.step() {}
     assert_eq!(long.generation().expect("done").completion_tokens, 40);
     assert_eq!(m.free_slots(), 4);

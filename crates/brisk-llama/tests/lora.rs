@@ -13,33 +13,22 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 use brisk_core::{
-    Backend, BackendError, ChatMessage, GenerateParams, GenerateRequest, Generation, Prompt, Reply,
+    Backend, BackendError, ChatMessage, GenerateParams, GenerateRequest, Generation, Prompt,
     Request, Response, Stepper,
 };
 use brisk_llama::{lora_file, LlamaCppGenerator, Options, Weights};
 
-const MODEL_DIR: &str = "smollm2-135m-instruct";
+mod common;
+
+use common::{model_dir, Slot};
+
 /// The weight the adapters change: [in 576, out 576] in ggml order.
 const TARGET: &str = "blk.3.attn_output.weight";
 const RANK: usize = 4;
 /// `adapter.lora.alpha`: llama.cpp scales B A by alpha / rank.
 const ALPHA: f32 = 8.0;
-
-fn model_dir() -> PathBuf {
-    let root = std::env::var_os("BRISK_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"));
-    let p = root.join(MODEL_DIR);
-    assert!(
-        p.is_dir(),
-        "{} is missing: run scripts/fetch-models",
-        p.display()
-    );
-    p
-}
 
 // --- finding a tensor in a GGUF (v3) file ---------------------------------
 
@@ -155,27 +144,6 @@ fn values(n: usize, seed: u64, amp: f32) -> Vec<f32> {
 }
 
 // --- driving the generator ----------------------------------------------
-
-#[derive(Clone, Default)]
-struct Answer(Arc<Mutex<Option<Result<Response, BackendError>>>>);
-
-impl Reply for Answer {
-    fn is_closed(&self) -> bool {
-        false
-    }
-    fn send(self: Box<Self>, r: Result<Response, BackendError>) {
-        *self.0.lock().expect("lock") = Some(r);
-    }
-}
-
-impl Answer {
-    fn generation(&self) -> Generation {
-        match self.0.lock().expect("lock").take() {
-            Some(Ok(Response::Generate(g))) => g,
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-}
 
 fn request(adapter: Option<&str>, max_tokens: usize) -> GenerateRequest {
     GenerateRequest {
@@ -323,7 +291,7 @@ fn adapters_match_merged_weights_and_do_not_disturb_each_other() {
     }
 
     // All three at once, in the same steps: each as it was alone.
-    let answers: Vec<Answer> = (0..3).map(|_| Answer::default()).collect();
+    let answers: Vec<Slot> = (0..3).map(|_| Slot::default()).collect();
     for (adapter, answer) in [None, Some("delta"), Some("zero")]
         .into_iter()
         .zip(&answers)
@@ -334,7 +302,10 @@ fn adapters_match_merged_weights_and_do_not_disturb_each_other() {
         );
     }
     while m.step() {}
-    let together: Vec<Generation> = answers.iter().map(Answer::generation).collect();
+    let together: Vec<Generation> = answers
+        .iter()
+        .map(|a| a.generation().expect("answered"))
+        .collect();
     assert_eq!(together[0].text, base.text);
     assert_eq!(together[1].text, delta.text);
     assert_eq!(together[2].text, zero.text);

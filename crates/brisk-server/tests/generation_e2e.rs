@@ -31,6 +31,16 @@ async fn post(s: &AppState, body: Value) -> (StatusCode, Value) {
     (st, v)
 }
 
+/// Posts a chat with a `response_format`; its reply, parsed as JSON.
+async fn json_reply(s: &AppState, body: Value) -> Value {
+    let (st, v) = post(s, body).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let text = v["choices"][0]["message"]["content"]
+        .as_str()
+        .expect("content");
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
 fn ask(content: &str, max_tokens: usize) -> Value {
     json!({
         "model": MODEL,
@@ -182,12 +192,7 @@ async fn json_schema_output_validates() {
     let mut body = ask("Describe Paris as JSON.", 80);
     body["response_format"] =
         json!({"type": "json_schema", "json_schema": {"name": "city", "schema": schema}});
-    let (st, v) = post(&s, body).await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    let text = v["choices"][0]["message"]["content"]
-        .as_str()
-        .expect("content");
-    let out: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let out = json_reply(&s, body).await;
     let obj = out.as_object().expect("an object");
     assert!(obj["city"].is_string(), "{out}");
     assert!(obj["population_millions"].as_u64().is_some(), "{out}");
@@ -205,12 +210,7 @@ async fn json_schema_output_validates() {
         300,
     );
     body["response_format"] = json!({"type": "json_object"});
-    let (st, v) = post(&s, body).await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    let text = v["choices"][0]["message"]["content"]
-        .as_str()
-        .expect("content");
-    let out: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let out = json_reply(&s, body).await;
     assert!(out.is_object(), "{out}");
 
     // A keyword the grammar cannot enforce is refused by name.
