@@ -9,9 +9,7 @@ use crate::api::health::{live, metrics, ready, startup};
 use crate::api::models::{
     get_model, list_models, load_model, model_metadata, model_ready, unload_model,
 };
-use crate::api::{
-    audio, cache, chat, dashboard, embeddings, ocr, pipelines, rerank, speech, vad,
-};
+use crate::api::{audio, cache, chat, dashboard, embeddings, ocr, pipelines, rerank, speech, vad};
 use crate::error::AppError;
 use crate::{auth, jobs, observe, stream, AppState};
 
