@@ -1,7 +1,10 @@
 //! brisk's inference backends and the loader that picks one per model.
 //!
 //! Backend names used in configuration:
-//! - `candle-bert`: sentence embeddings (BERT family) on candle — feature `candle`
+//! - `onnx-bert`: sentence embeddings (BERT family) on ONNX Runtime —
+//!   feature `onnx`; chosen for BERT folders when the runtime library is found
+//! - `candle-bert`: the same on candle — feature `candle` (builds without
+//!   ONNX Runtime, machines without its library)
 //! - `llama-cpp`: text generation from GGUF files on llama.cpp
 //!   (crates/brisk-llama) — feature `llama`
 //! - `candle-whisper`: speech recognition (Whisper, CTranslate2 `model.bin`)
@@ -18,6 +21,8 @@ use brisk_core::{Backend, BackendError, Loader, ModelSource, Task};
 pub mod bert;
 #[cfg(feature = "onnx")]
 pub mod onnx;
+#[cfg(any(feature = "candle", feature = "onnx"))]
+pub mod sentence;
 pub mod sim;
 #[cfg(feature = "whisper")]
 pub mod whisper;
@@ -32,6 +37,8 @@ pub fn available_backends() -> &'static [&'static str] {
         brisk_llama::BACKEND,
         #[cfg(feature = "whisper")]
         "candle-whisper",
+        #[cfg(feature = "onnx")]
+        onnx::BERT,
         #[cfg(feature = "onnx")]
         onnx::VAD,
         #[cfg(feature = "onnx")]
@@ -81,6 +88,11 @@ impl Loader for BriskLoader {
             #[cfg(feature = "whisper")]
             "candle-whisper" => Ok(Box::new(whisper::WhisperModel::load(&source.path)?)),
             #[cfg(feature = "onnx")]
+            onnx::BERT => Ok(Box::new(onnx::bert::OnnxBert::load(
+                &source.path,
+                &source.options,
+            )?)),
+            #[cfg(feature = "onnx")]
             onnx::VAD => Ok(Box::new(onnx::vad::SileroVad::load(
                 &source.path,
                 &source.options,
@@ -104,6 +116,8 @@ impl Loader for BriskLoader {
             "sim" => self.sim.estimate_bytes(source),
             #[cfg(feature = "candle")]
             "candle-bert" => bert::estimate_bytes(&source.path),
+            #[cfg(feature = "onnx")]
+            onnx::BERT => sentence::estimate_bytes(&source.path),
             #[cfg(feature = "llama")]
             brisk_llama::BACKEND => {
                 brisk_llama::estimate_bytes(&source.path, &source.options).map(|b| {
@@ -144,6 +158,8 @@ impl Loader for BriskLoader {
             brisk_llama::BACKEND => Ok(Task::Generation),
             #[cfg(feature = "whisper")]
             "candle-whisper" => Ok(Task::Transcription),
+            #[cfg(feature = "onnx")]
+            onnx::BERT => Ok(onnx::bert::Kind::of(&source.path).task()),
             #[cfg(feature = "onnx")]
             onnx::VAD => Ok(Task::Vad),
             #[cfg(feature = "onnx")]
@@ -192,8 +208,14 @@ pub fn discover(dir: &Path) -> Vec<Discovered> {
 
 /// Which backend can serve the model files at `path`, if any.
 pub fn detect(path: &Path) -> Option<&'static str> {
+    // ONNX Runtime first: it serves BERT folders 2-3x faster than candle.
+    #[cfg(feature = "onnx")]
+    if let Some(backend) = onnx::detect(path) {
+        return Some(backend);
+    }
     #[cfg(feature = "candle")]
-    if path.is_dir() && bert::looks_like_bert(path) {
+    // Cross-encoders run on ONNX Runtime only.
+    if path.is_dir() && bert::looks_like_bert(path) && !sentence::is_cross_encoder(path) {
         return Some("candle-bert");
     }
     #[cfg(feature = "llama")]
@@ -203,10 +225,6 @@ pub fn detect(path: &Path) -> Option<&'static str> {
     #[cfg(feature = "whisper")]
     if path.is_dir() && whisper::looks_like_whisper(path) {
         return Some("candle-whisper");
-    }
-    #[cfg(feature = "onnx")]
-    if let Some(backend) = onnx::detect(path) {
-        return Some(backend);
     }
     let _ = path;
     None

@@ -147,6 +147,20 @@ fn damaged_safetensors_bert_never_panics() {
     );
 }
 
+/// The ONNX backend reads the same files with the safetensors crate and
+/// builds its graph from them (a damaged folder ends in a clean error,
+/// before or at ONNX Runtime).
+#[cfg(feature = "onnx")]
+#[test]
+fn damaged_safetensors_onnx_bert_never_panics() {
+    corpus(
+        "all-minilm-l6-v2",
+        "onnx-bert",
+        "model.safetensors",
+        &["config.json", "tokenizer.json"],
+    );
+}
+
 #[test]
 fn damaged_gguf_never_panics() {
     corpus(

@@ -24,6 +24,8 @@ pub enum Task {
     Speech,
     /// Optical character recognition: text lines in an image.
     Ocr,
+    /// Scoring documents for relevance to a query (a cross-encoder).
+    Rerank,
 }
 
 impl fmt::Display for Task {
@@ -35,6 +37,7 @@ impl fmt::Display for Task {
             Task::Vad => "vad",
             Task::Speech => "speech",
             Task::Ocr => "ocr",
+            Task::Rerank => "rerank",
         })
     }
 }
@@ -57,6 +60,14 @@ pub enum Request {
     Speak(SpeakRequest),
     /// Read the text lines in an image.
     Ocr(OcrRequest),
+    /// Score each document's relevance to the query; the reply carries one
+    /// score per document, in order. `truncate` as for `Embed`: a (query,
+    /// document) pair over the model's length is cut, or refused.
+    Rerank {
+        query: String,
+        documents: Vec<String>,
+        truncate: bool,
+    },
 }
 
 impl Request {
@@ -69,6 +80,7 @@ impl Request {
             Request::Vad(_) => Task::Vad,
             Request::Speak(_) => Task::Speech,
             Request::Ocr(_) => Task::Ocr,
+            Request::Rerank { .. } => Task::Rerank,
         }
     }
 }
@@ -258,6 +270,14 @@ pub enum Response {
     Vad(VadResult),
     Speech(SpeechAudio),
     Ocr(OcrResult),
+    Rerank {
+        /// Relevance of each document, in request order: the model's logit
+        /// through a sigmoid, in [0, 1] (sentence-transformers' CrossEncoder
+        /// default for one-label models).
+        scores: Vec<f32>,
+        /// Tokens actually fed to the model (for `usage`).
+        prompt_tokens: usize,
+    },
 }
 
 /// Audio to search for speech: 16 kHz mono samples in [-1, 1].
@@ -385,12 +405,27 @@ pub enum BackendError {
     Inference(String),
 }
 
+/// What a model's tokenizer made of one request in the engine (see
+/// [`TokenCounter::prepare`]), handed to the backend with the request so the
+/// text is tokenized once. Only the backend that made it knows its type.
+pub type Prepared = Box<dyn std::any::Any + Send>;
+
 /// Counts tokens without touching the model. It is shared with the engine so
 /// that over-long inputs are refused, and batches sized, before queueing.
 pub trait TokenCounter: Send + Sync {
     fn count(&self, text: &str) -> Result<usize, BackendError>;
     /// The longest input (in tokens) the model accepts.
     fn max_input_tokens(&self) -> usize;
+
+    /// Tokenizes a request once, for both the engine and the backend: its
+    /// token count (after truncation, over-long input refused) and the
+    /// tokenizer's output, which reaches [`Backend::infer_prepared`] with the
+    /// request. `None`: this counter does not prepare that request (the
+    /// engine counts with [`TokenCounter::count`]).
+    fn prepare(&self, request: &Request) -> Option<Result<(usize, Prepared), BackendError>> {
+        let _ = request;
+        None
+    }
 }
 
 /// A loaded model. Owned by exactly one thread, so `&mut self` is fine and
@@ -404,6 +439,16 @@ pub trait Backend: Send {
     /// Run a batch. Replies come back in the same order, one per request, so a
     /// single bad input fails only its own request.
     fn infer(&mut self, batch: Vec<Request>) -> Vec<Result<Response, BackendError>>;
+
+    /// Like [`Backend::infer`], with what the model's token counter
+    /// prepared for each request in the engine (`None` where it prepared
+    /// nothing). Backends whose counter prepares requests override it.
+    fn infer_prepared(
+        &mut self,
+        batch: Vec<(Request, Option<Prepared>)>,
+    ) -> Vec<Result<Response, BackendError>> {
+        self.infer(batch.into_iter().map(|(r, _)| r).collect())
+    }
 
     /// A token counter usable from other threads, when the model has one.
     fn token_counter(&self) -> Option<Arc<dyn TokenCounter>> {

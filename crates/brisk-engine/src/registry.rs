@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use brisk_core::{Loader, ModelSource, Request, Response, Task, TokenCounter};
+use brisk_core::{Loader, ModelSource, Prepared, Request, Response, Task, TokenCounter};
 use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::{oneshot, watch, Semaphore};
@@ -223,9 +223,10 @@ impl Registry {
         for spec in specs {
             let task = loader.task(&spec.source)?;
             let mut spec = spec;
-            if task != Task::Embeddings {
+            if !matches!(task, Task::Embeddings | Task::Rerank) {
                 // A generation or transcription holds the model for many
                 // decoder steps; batching would make each wait for the longest.
+                // Encoder-only models (embeddings, reranking) batch well.
                 spec.batch.max_requests = 1;
             }
             let (changed, _) = watch::channel(0);
@@ -573,12 +574,13 @@ impl Registry {
                 })?;
         e.last_used_ms.store(self.now_ms(), Ordering::Relaxed);
         let loaded = self.ensure_loaded(e).await?;
-        let tokens = count_tokens(&request, loaded.counter.as_deref())?;
+        let (request, tokens, prepared) = prepare(request, loaded.counter.clone()).await?;
         let (reply_tx, reply_rx) = oneshot::channel();
         let now = Instant::now();
         let deadline = now + e.spec.request_timeout;
         let job = Job {
             request,
+            prepared,
             tokens,
             enqueued: now,
             deadline,
@@ -915,6 +917,26 @@ fn check_shape(request: &Request) -> Result<(), EngineError> {
             }
             Ok(())
         }
+        Request::Rerank {
+            query, documents, ..
+        } => {
+            if query.trim().is_empty() {
+                return Err(EngineError::InvalidInput(
+                    "'query' must contain text".into(),
+                ));
+            }
+            if documents.is_empty() {
+                return Err(EngineError::InvalidInput(
+                    "'documents' must not be an empty list".into(),
+                ));
+            }
+            if let Some(i) = documents.iter().position(|t| t.trim().is_empty()) {
+                return Err(EngineError::InvalidInput(format!(
+                    "documents[{i}] is empty; every document must contain text"
+                )));
+            }
+            Ok(())
+        }
         Request::Transcribe(t) => {
             if t.audio.is_empty() {
                 return Err(EngineError::InvalidInput("the audio is empty".into()));
@@ -961,6 +983,40 @@ fn check_shape(request: &Request) -> Result<(), EngineError> {
 }
 
 /// Checks a request against the model's limits; returns its token count.
+/// Sizes a request for batching and checks its length: tokenized once by
+/// the model's counter when it prepares such requests (the result goes on to
+/// the backend), else counted. Tokenizing a batch of long texts takes
+/// milliseconds of CPU, so it runs on the blocking pool, not on the async
+/// runtime's threads.
+async fn prepare(
+    request: Request,
+    counter: Option<Arc<dyn TokenCounter>>,
+) -> Result<(Request, usize, Option<Prepared>), EngineError> {
+    let tokenized = matches!(request, Request::Embed { .. } | Request::Rerank { .. });
+    let Some(counter) = counter.filter(|_| tokenized) else {
+        let counter = None::<&dyn TokenCounter>;
+        let tokens = count_tokens(&request, counter)?;
+        return Ok((request, tokens, None));
+    };
+    let (request, outcome) = tokio::task::spawn_blocking(move || {
+        let outcome = match counter.prepare(&request) {
+            Some(r) => r.map(|(n, p)| (n, Some(p))).map_err(EngineError::from),
+            None => count_tokens(&request, Some(&*counter)).map(|n| (n, None)),
+        };
+        (request, outcome)
+    })
+    .await
+    .map_err(|_| EngineError::InvalidInput("tokenizer panicked on this input".into()))?;
+    let (tokens, prepared) = outcome.map_err(|e| match e {
+        // Same status and message as the engine's own length check.
+        EngineError::Backend(brisk_core::BackendError::InvalidInput(m)) => {
+            EngineError::InvalidInput(m)
+        }
+        other => other,
+    })?;
+    Ok((request, tokens, prepared))
+}
+
 fn count_tokens(
     request: &Request,
     counter: Option<&dyn TokenCounter>,
@@ -985,6 +1041,14 @@ fn count_tokens(
             }
             Ok(total)
         }
+        // A cross-encoder's counter prepares (tokenizes) its requests; this
+        // estimate serves only a backend without one.
+        Request::Rerank {
+            query, documents, ..
+        } => Ok(documents
+            .iter()
+            .map(|d| (query.len() + d.len()) / 4 + 1)
+            .sum()),
         // Generation runs one request at a time; its length is checked by
         // the backend, which owns the chat template.
         Request::Generate(_) => Ok(1),

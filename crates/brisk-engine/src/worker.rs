@@ -9,7 +9,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use brisk_core::{Backend, BackendError, Reply, Request, Response};
+use brisk_core::{Backend, BackendError, Prepared, Reply, Request, Response};
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
 use crate::batch::{BatchLimits, BatchState, Batchable, Next};
@@ -18,6 +18,9 @@ use crate::error::EngineError;
 /// One queued request.
 pub(crate) struct Job {
     pub request: Request,
+    /// The request as the model's tokenizer saw it in the engine, so the
+    /// backend does not tokenize it again.
+    pub prepared: Option<Prepared>,
     pub tokens: usize,
     pub enqueued: Instant,
     pub deadline: Instant,
@@ -111,15 +114,15 @@ pub(crate) fn run(
 fn run_batch(model: &str, backend: &mut dyn Backend, batch: Vec<Job>) -> bool {
     let labels = [("model", model.to_string())];
     metrics::histogram!("brisk_batch_size", &labels).record(batch.len() as f64);
-    let (requests, replies): (Vec<Request>, Vec<_>) = batch
+    let (requests, replies): (Vec<(Request, Option<Prepared>)>, Vec<_>) = batch
         .into_iter()
-        .map(|j| (j.request, (j.reply, j._permit)))
+        .map(|j| ((j.request, j.prepared), (j.reply, j._permit)))
         .unzip();
     let n = requests.len();
     let span = tracing::debug_span!("infer", model, batch = n);
     let _enter = span.enter();
     let started = Instant::now();
-    let outcome = catch_unwind(AssertUnwindSafe(|| backend.infer(requests)));
+    let outcome = catch_unwind(AssertUnwindSafe(|| backend.infer_prepared(requests)));
     metrics::histogram!("brisk_inference_duration_seconds", &labels)
         .record(started.elapsed().as_secs_f64());
     match outcome {

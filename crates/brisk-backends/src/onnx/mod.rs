@@ -1,10 +1,13 @@
-//! ONNX models on ONNX Runtime: silero VAD ([`vad`]), piper text to speech
-//! ([`piper`]) and PP-OCR ([`ocr`]).
+//! ONNX models on ONNX Runtime: BERT sentence embeddings ([`bert`], the
+//! graph built by brisk from safetensors weights, see [`graph`]), silero VAD
+//! ([`vad`]), piper text to speech ([`piper`]) and PP-OCR ([`ocr`]).
 //!
 //! ONNX Runtime is not linked: `ort` loads `libonnxruntime.so` at run time
 //! (see [`runtime`]), so the build stays free of C++ and of build-time
 //! downloads, and a build without the library still serves other models.
 
+pub mod bert;
+pub mod graph;
 pub mod ocr;
 pub mod piper;
 pub mod runtime;
@@ -15,6 +18,7 @@ use std::path::Path;
 use brisk_core::BackendError;
 
 /// Backend names, as used in configuration.
+pub const BERT: &str = "onnx-bert";
 pub const VAD: &str = "onnx-silero-vad";
 pub const PIPER: &str = "onnx-piper";
 pub const OCR: &str = "onnx-ppocr";
@@ -24,7 +28,9 @@ pub fn detect(path: &Path) -> Option<&'static str> {
     if !path.is_dir() {
         return None;
     }
-    if vad::looks_like_silero(path) {
+    if bert::looks_like_bert(path) && runtime_installed(path) {
+        Some(BERT)
+    } else if vad::looks_like_silero(path) {
         Some(VAD)
     } else if piper::looks_like_piper(path) {
         Some(PIPER)
@@ -33,6 +39,14 @@ pub fn detect(path: &Path) -> Option<&'static str> {
     } else {
         None
     }
+}
+
+/// True when an ONNX Runtime library is known for a model at `path`: a
+/// BERT folder is then served by [`bert`], else by candle.
+fn runtime_installed(path: &Path) -> bool {
+    runtime::library_candidates(path, &Default::default())
+        .iter()
+        .any(|p| p.is_file())
 }
 
 /// Sum of the `.onnx` file sizes under `path`: ONNX Runtime keeps about

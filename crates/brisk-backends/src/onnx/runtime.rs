@@ -115,6 +115,25 @@ pub fn session(
         .map_err(|e| invalid(e.to_string()))
 }
 
+/// Opens a model held in memory (a graph brisk built, see
+/// [`super::graph`]); `threads` as for [`session`].
+pub fn session_from_memory(
+    env: &Environment,
+    model: &[u8],
+    threads: Option<usize>,
+) -> Result<Session, BackendError> {
+    let invalid = |e: String| BackendError::InvalidModel(format!("built ONNX graph: {e}"));
+    let mut builder = Session::builder(env).map_err(|e| invalid(e.to_string()))?;
+    if let Some(n) = threads {
+        builder = builder
+            .with_intra_threads(n)
+            .map_err(|e| invalid(e.to_string()))?;
+    }
+    builder
+        .commit_from_memory(model)
+        .map_err(|e| invalid(e.to_string()))
+}
+
 /// The `threads` option, when set.
 pub fn threads_option(options: &BTreeMap<String, String>) -> Result<Option<usize>, BackendError> {
     options

@@ -159,6 +159,19 @@ pub fn cache_key(model: &str, revision: &str, request: &Request) -> Option<Key> 
             e.opt_str(t.voice.as_deref());
             e.f64(f64::from(t.speed));
         }
+        Request::Rerank {
+            query,
+            documents,
+            truncate,
+        } => {
+            e.tag(7);
+            e.tag(u8::from(*truncate));
+            e.str(query);
+            e.u64(documents.len() as u64);
+            for d in documents {
+                e.str(d);
+            }
+        }
         Request::Ocr(o) => {
             e.tag(6);
             e.u64(u64::from(o.width));
@@ -179,7 +192,7 @@ pub fn deterministic(request: &Request) -> bool {
         Request::Transcribe(t) => t.temperature <= 0.0,
         // Piper samples noise, but one rendering of a sentence is as good as
         // another: caching repeated phrases is what the seeds' lru_cache did.
-        Request::Vad(_) | Request::Speak(_) | Request::Ocr(_) => true,
+        Request::Vad(_) | Request::Speak(_) | Request::Ocr(_) | Request::Rerank { .. } => true,
     }
 }
 
@@ -192,7 +205,8 @@ pub fn storable(response: &Response) -> bool {
         | Response::Transcribe(_)
         | Response::Vad(_)
         | Response::Speech(_)
-        | Response::Ocr(_) => true,
+        | Response::Ocr(_)
+        | Response::Rerank { .. } => true,
     }
 }
 

@@ -135,7 +135,7 @@ fn output_fields(task: Task) -> &'static [&'static str] {
         Task::Embeddings => &["embeddings", "dimensions", "prompt_tokens"],
         Task::Generation => &["text", "finish_reason", "usage"],
         Task::Speech => &["audio", "sample_rate", "duration", "format"],
-        Task::Vad | Task::Ocr => &[],
+        Task::Vad | Task::Ocr | Task::Rerank => &[],
     }
 }
 
@@ -310,7 +310,7 @@ impl Pipeline {
                     }
                     Kind::Speak(o)
                 }
-                Task::Vad | Task::Ocr => {
+                Task::Vad | Task::Ocr | Task::Rerank => {
                     return Err(err(format!(
                         "{task} models cannot be pipeline steps yet (use /v1/audio/vad or /v1/ocr)"
                     )))
