@@ -138,10 +138,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--threads" => {
                 options.threads = args.next().ok_or("--threads needs a value")?.parse()?
             }
+            "--context" => {
+                options.context = args.next().ok_or("--context needs a value")?.parse()?
+            }
             other => path = Some(PathBuf::from(other)),
         }
     }
-    let path = path.ok_or("usage: llama_cpp_bench MODEL [--weights W] [--threads N]")?;
+    let path = path.ok_or(
+        "usage: llama_cpp_bench MODEL [--weights W] [--threads N] [--context N] [--rss-only]",
+    )?;
 
     // Cold start: load, then one short request to its first token.
     let mut m = LlamaCppGenerator::load_with(&path, options.clone())?;
