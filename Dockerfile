@@ -30,8 +30,9 @@ COPY crates/brisk-core/Cargo.toml crates/brisk-core/Cargo.toml
 COPY crates/brisk-engine/Cargo.toml crates/brisk-engine/Cargo.toml
 COPY crates/brisk-backends/Cargo.toml crates/brisk-backends/Cargo.toml
 COPY crates/brisk-llama/Cargo.toml crates/brisk-llama/Cargo.toml
+COPY crates/brisk-ct2/Cargo.toml crates/brisk-ct2/Cargo.toml
 COPY crates/brisk-server/Cargo.toml crates/brisk-server/Cargo.toml
-RUN for c in brisk-core brisk-engine brisk-backends brisk-llama brisk-server; do \
+RUN for c in brisk-core brisk-engine brisk-backends brisk-llama brisk-ct2 brisk-server; do \
       mkdir -p "crates/$c/src" && touch "crates/$c/src/lib.rs"; \
     done \
  && mkdir -p crates/brisk-backends/examples crates/brisk-server/src/cli \
