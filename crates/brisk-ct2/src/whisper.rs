@@ -198,6 +198,9 @@ pub struct Ct2Whisper {
     compute_type: String,
     max_length: usize,
     memory_bytes: u64,
+    /// CTranslate2's vocabulary (`vocabulary.txt`/`.json`): `generate`
+    /// takes token strings, and timestamp tokens are only in this one.
+    vocabulary: Vec<String>,
 }
 
 impl std::fmt::Debug for Ct2Whisper {
@@ -271,6 +274,7 @@ impl Ct2Whisper {
         let multilingual = model.is_multilingual();
         let n_mels = model.n_mels();
         let suppress = suppressed_tokens(&tokenizer, &sp);
+        let vocabulary = read_vocabulary(dir)?;
         let file_len = std::fs::metadata(&bin).map(|m| m.len()).unwrap_or(0);
         // float16 weights become float32 (x2) or int8 (x0.5) in memory.
         let memory_bytes = match opts.compute_type.as_str() {
@@ -288,6 +292,7 @@ impl Ct2Whisper {
             compute_type: opts.compute_type.clone(),
             max_length: 448,
             memory_bytes,
+            vocabulary,
         })
     }
 
@@ -330,8 +335,9 @@ impl Ct2Whisper {
     fn token_strings(&self, ids: &[u32]) -> Result<Vec<String>, BackendError> {
         ids.iter()
             .map(|&id| {
-                self.tokenizer
-                    .id_to_token(id)
+                self.vocabulary
+                    .get(id as usize)
+                    .cloned()
                     .ok_or_else(|| inference(format!("token id {id} not in the vocabulary")))
             })
             .collect()
@@ -784,6 +790,22 @@ struct Decoded {
     temperature: f32,
     compression_ratio: f32,
     no_speech_prob: f32,
+}
+
+/// CTranslate2's vocabulary file: `vocabulary.json` (a JSON array) or
+/// `vocabulary.txt` (one token per line).
+fn read_vocabulary(dir: &Path) -> Result<Vec<String>, BackendError> {
+    if let Ok(s) = std::fs::read_to_string(dir.join("vocabulary.json")) {
+        return serde_json::from_str(&s)
+            .map_err(|e| invalid_model(format!("vocabulary.json: {e}")));
+    }
+    let s = std::fs::read_to_string(dir.join("vocabulary.txt")).map_err(|e| {
+        invalid_model(format!(
+            "{}: no vocabulary.json or vocabulary.txt: {e}",
+            dir.display()
+        ))
+    })?;
+    Ok(s.lines().map(str::to_string).collect())
 }
 
 /// `len(text) / len(zlib.compress(text))` in UTF-8 bytes.
