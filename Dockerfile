@@ -13,11 +13,19 @@ FROM rust:1.95-slim-bookworm AS build
 # The llama.cpp engine (crates/brisk-llama) compiles llama.cpp with cmake
 # and generates its bindings with bindgen (libclang), as scripts/install-deps
 # installs them for CI.
+# The Whisper engine (crates/brisk-ct2) links the ctranslate2 wheel's
+# library, which scripts/ct2-prebuilt fetches with pip (python3-pip) into
+# BRISK_CT2_DIR; build.rs bakes that folder into the binary's rpath, so the
+# runtime stage copies it to the same path.
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends cmake clang libclang-dev \
+ && apt-get install -y --no-install-recommends cmake clang libclang-dev python3-pip \
  && rm -rf /var/lib/apt/lists/*
+ENV BRISK_CT2_DIR=/opt/brisk/ct2 \
+    CMAKE_LIBRARY_PATH=/opt/brisk/ct2
 WORKDIR /src
+COPY scripts/ct2-prebuilt scripts/ct2-prebuilt
+RUN scripts/ct2-prebuilt
 # Manifests first, so a source-only change reuses the dependency layer
 # (cargo fetch needs every member's manifest and stubs of its declared
 # targets). The C compiler of the Rust image builds the bundled C sources
@@ -54,6 +62,7 @@ RUN apt-get update \
  && useradd --system --uid 10001 --user-group --home-dir /var/lib/brisk --create-home brisk \
  && mkdir -p /models
 COPY --from=build /src/target/release/brisk /usr/local/bin/brisk
+COPY --from=build /opt/brisk/ct2 /opt/brisk/ct2
 
 ENV BRISK_HOST=0.0.0.0 \
     BRISK_PORT=8080 \
