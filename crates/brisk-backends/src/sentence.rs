@@ -267,11 +267,8 @@ impl TextModel {
     /// out `[n, len, hidden]` row-major, then L2 when the model asks for it.
     pub fn pool(&self, hidden: &[f32], encodings: &[&Encoding], len: usize) -> Vec<Vec<f32>> {
         let n = encodings.len();
-        let h = if n * len == 0 {
-            0
-        } else {
-            hidden.len() / (n * len)
-        };
+        // No rows (no inputs or zero length): no hidden width either.
+        let h = hidden.len().checked_div(n * len).unwrap_or(0);
         encodings
             .iter()
             .enumerate()

@@ -596,7 +596,7 @@ impl Ct2Whisper {
             }
             let r = self
                 .model
-                .generate(enc, &[prompt_strings.clone()], &wo)
+                .generate(enc, std::slice::from_ref(&prompt_strings), &wo)
                 .map_err(inference)?;
             let r = r
                 .into_iter()

@@ -358,6 +358,7 @@ mod tests {
         });
         let job = Job {
             request,
+            prepared: None,
             tokens: 1,
             enqueued: now,
             deadline: now + Duration::from_secs(60),

@@ -101,7 +101,8 @@ impl BertConfig {
                 .and_then(|v| v.as_f64())
                 .unwrap_or(1e-12) as f32,
         };
-        if cfg.heads == 0 || cfg.hidden % cfg.heads != 0 {
+        // checked_rem is None for zero heads, which is refused too.
+        if cfg.hidden.checked_rem(cfg.heads) != Some(0) {
             return Err(BackendError::InvalidModel(format!(
                 "config.json: hidden_size {} is not a multiple of num_attention_heads {}",
                 cfg.hidden, cfg.heads
