@@ -38,7 +38,6 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models/{model}/unload", post(unload_model))
         .route("/v1/embeddings", post(embeddings::create))
         .route("/v1/rerank", post(rerank::create))
-        .route("/v1/rerank", post(rerank::create))
         .route("/v1/chat/completions", post(chat::chat))
         .route("/v1/completions", post(chat::completion))
         .route("/v1/pipelines", get(pipelines::list))
