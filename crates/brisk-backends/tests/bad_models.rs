@@ -15,9 +15,18 @@ use brisk_core::{Loader, ModelSource};
 
 /// Copies a model folder (files only, one level deep) to a scratch dir.
 fn copy_model(src: &Path, name: &str) -> PathBuf {
-    let dst = std::env::temp_dir().join(format!("brisk-bad-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dst);
+    // A models folder of its own: the copy, and a link to the fetched ONNX
+    // Runtime library beside it, where the ONNX backends look for it (without
+    // it even the intact copy would fail to load, and every damaged case
+    // would "fail cleanly" for the wrong reason).
+    let root = std::env::temp_dir().join(format!("brisk-bad-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let dst = root.join(name);
     std::fs::create_dir_all(&dst).expect("mkdir");
+    let ort = src.with_file_name("onnxruntime");
+    if ort.is_dir() {
+        std::os::unix::fs::symlink(&ort, root.join("onnxruntime")).expect("link onnxruntime");
+    }
     for entry in std::fs::read_dir(src).expect("read model dir").flatten() {
         let p = entry.path();
         // Hidden folders hold derived files (e.g. the F16 copy of a GGUF).
@@ -139,7 +148,8 @@ fn corpus(model: &str, backend: &str, weights: &str, extras: &[&str]) {
         }
         std::fs::write(&path, &keep).expect("restore");
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    // The copy's own models folder (the link inside is removed, not followed).
+    let _ = std::fs::remove_dir_all(dir.parent().expect("models folder"));
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 

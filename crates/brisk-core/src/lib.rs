@@ -280,6 +280,16 @@ pub enum Response {
     },
 }
 
+/// Document indices by relevance, most relevant first (equal scores keep
+/// request order), cut to `top_n`: the order of a rerank answer.
+pub fn rank_order(scores: &[f32], top_n: Option<usize>) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    // A stable sort keeps request order among equal scores.
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    order.truncate(top_n.unwrap_or(usize::MAX));
+    order
+}
+
 /// Audio to search for speech: 16 kHz mono samples in [-1, 1].
 pub struct VadRequest {
     pub audio: Vec<f32>,
@@ -536,6 +546,15 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rank_order_is_best_first_stable_and_cut() {
+        let scores = [0.1, 0.9, 0.5, 0.9, -1.0];
+        assert_eq!(rank_order(&scores, None), vec![1, 3, 2, 0, 4]);
+        assert_eq!(rank_order(&scores, Some(2)), vec![1, 3]);
+        assert_eq!(rank_order(&scores, Some(10)).len(), 5);
+        assert!(rank_order(&[], Some(3)).is_empty());
+    }
 
     #[test]
     fn normalize_gives_unit_length() {

@@ -284,6 +284,31 @@ async fn sampling_options_and_logprobs() {
     }
 }
 
+/// The chat default of the README (Qwen2.5-Coder-0.5B-Instruct, Q4_K_M as
+/// stored) answers simple facts right, greedily, where SmolLM2-135M does
+/// not (BENCHMARKS.md has all ten questions).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_chat_model_answers_simple_facts() {
+    const DEFAULT: &str = "qwen2.5-coder-0.5b-instruct";
+    let s = common::default_state(common::models_dir(&[DEFAULT]), |c| {
+        c.cache.enabled = false;
+    });
+    for (question, answer) in [
+        ("What is the capital of Italy?", "Rome"),
+        ("What is the largest planet in the solar system?", "Jupiter"),
+        ("Who wrote Romeo and Juliet?", "Shakespeare"),
+    ] {
+        let mut body = ask(question, 32);
+        body["model"] = json!(DEFAULT);
+        let (st, v) = post(&s, body).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        let text = v["choices"][0]["message"]["content"]
+            .as_str()
+            .expect("content");
+        assert!(text.contains(answer), "{question} -> {text}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prompt_longer_than_the_context_is_400_naming_it() {
     let s = common::default_state(common::models_dir(&[MODEL]), |c| {

@@ -14,6 +14,10 @@ use brisk_server::AppState;
 use serde_json::{json, Value};
 
 fn state() -> AppState {
+    state_with(|_| {})
+}
+
+fn state_with(tweak: impl FnOnce(&mut brisk_server::config::Config)) -> AppState {
     let models = common::models_dir(&["onnxruntime"]);
     let lib = std::fs::read_dir(models.join("onnxruntime"))
         .expect("onnxruntime folder")
@@ -40,6 +44,7 @@ fn state() -> AppState {
                 ..Default::default()
             },
         );
+        tweak(c);
     })
 }
 
@@ -142,4 +147,63 @@ async fn bad_rerank_requests_are_400s() {
     )
     .await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{text}");
+}
+
+/// A rerank step in a pipeline: the query from the request, the documents
+/// from a request list, and a later step reading the best document by
+/// `ranked.results.0.document` (here an embedding of it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rerank_is_a_pipeline_step_whose_results_later_steps_read() {
+    let s = state_with(|c| {
+        let pipeline: brisk_engine::pipeline::PipelineConfig = toml::from_str(
+            r#"
+[[steps]]
+name = "ranked"
+model = "reranker"
+input = "request.query"
+options = { documents = "request.documents", top_n = 2 }
+
+[[steps]]
+name = "best"
+model = "reranker"
+prompt = "{{ request.query }}"
+options = { documents = "ranked.results.0.document" }
+"#,
+        )
+        .expect("pipeline TOML");
+        c.pipelines.insert("search".into(), pipeline);
+    });
+    let item = &reference()["items"][0];
+    let want: Vec<f64> = serde_json::from_value(item["scores"].clone()).expect("scores");
+    let best = (0..want.len())
+        .max_by(|&a, &b| want[a].total_cmp(&want[b]))
+        .expect("documents");
+    let body = json!({"query": item["query"], "documents": item["documents"]});
+    let (st, text) = common::post_json(&s, "/v1/pipelines/search", &body).await;
+    assert_eq!(st, StatusCode::OK, "{text}");
+    let v: Value = serde_json::from_str(&text).expect("JSON");
+    let results = v["outputs"]["ranked"]["results"]
+        .as_array()
+        .expect("results");
+    assert_eq!(results.len(), 2, "{text}");
+    assert_eq!(results[0]["index"].as_u64(), Some(best as u64), "{text}");
+    assert_eq!(results[0]["document"], item["documents"][best], "{text}");
+    let score = results[0]["relevance_score"].as_f64().expect("score");
+    assert!((score - want[best]).abs() < 1e-4, "{text}");
+    // The second step scored the one document the first ranked best: the
+    // same pair, so the same score.
+    let again = &v["outputs"]["best"]["results"][0];
+    assert_eq!(again["index"].as_u64(), Some(0), "{text}");
+    assert!((again["relevance_score"].as_f64().expect("score") - score).abs() < 1e-4);
+
+    // A documents selection that is not a list of strings is a 400 naming
+    // the step.
+    let (st, text) = common::post_json(
+        &s,
+        "/v1/pipelines/search",
+        &json!({"query": "q", "documents": [1, 2]}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains("ranked"), "{text}");
 }

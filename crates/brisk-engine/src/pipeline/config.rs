@@ -33,7 +33,8 @@ pub struct StepConfig {
     pub system: Option<String>,
     /// Task options: generation `max_tokens`, `temperature`, `top_p`,
     /// `top_k`, `seed`, `stop`; embeddings `truncate`; transcription
-    /// `language`, `prompt`, `temperature`, `translate`.
+    /// `language`, `prompt`, `temperature`, `translate`; rerank `documents`
+    /// (a selection of a list of strings), `top_n`, `truncate`.
     #[serde(default)]
     pub options: toml::Table,
 }
@@ -53,6 +54,17 @@ pub(super) struct GenerationOptions {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct EmbeddingOptions {
+    #[serde(default)]
+    pub(super) truncate: bool,
+}
+
+/// A rerank step: its `input`/`prompt` is the query, and `documents`
+/// selects the list to score (`request.FIELD` or `STEP.FIELD...`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RerankOptions {
+    pub(super) documents: String,
+    pub(super) top_n: Option<usize>,
     #[serde(default)]
     pub(super) truncate: bool,
 }

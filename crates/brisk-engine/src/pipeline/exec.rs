@@ -17,7 +17,8 @@ use brisk_core::{
 use serde_json::{json, Map, Value};
 
 use super::config::{
-    EmbeddingOptions, GenerationOptions, PipelineConfig, SpeechOptions, TranscriptionOptions,
+    EmbeddingOptions, GenerationOptions, PipelineConfig, RerankOptions, SpeechOptions,
+    TranscriptionOptions,
 };
 use super::graph::{self as dag, Dag, DagError, StepFailure, StepResult, StepTiming};
 use crate::{CacheMode, CancelOnDrop, EngineError, Registry};
@@ -103,6 +104,12 @@ enum Kind {
     },
     /// Text to speech (the tutor's spoken feedback in seed 002).
     Speak(SpeechOptions),
+    /// Scores the selected documents against the step's text (the query).
+    Rerank {
+        documents: Source,
+        top_n: Option<usize>,
+        truncate: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -135,7 +142,8 @@ fn output_fields(task: Task) -> &'static [&'static str] {
         Task::Embeddings => &["embeddings", "dimensions", "prompt_tokens"],
         Task::Generation => &["text", "finish_reason", "usage"],
         Task::Speech => &["audio", "sample_rate", "duration", "format"],
-        Task::Vad | Task::Ocr | Task::Rerank => &[],
+        Task::Rerank => &["results", "prompt_tokens"],
+        Task::Vad | Task::Ocr => &[],
     }
 }
 
@@ -227,16 +235,13 @@ impl Pipeline {
             let mut reads: Vec<(String, Option<String>)> = Vec::new();
             let source = match (&s.input, &s.prompt) {
                 (Some(sel), None) => {
-                    let mut parts = sel.split('.').map(str::to_string);
-                    let root = parts.next().unwrap_or_default();
-                    let path: Vec<String> = parts.collect();
-                    if root.is_empty() || path.is_empty() || path.iter().any(String::is_empty) {
-                        return Err(err(format!(
-                            "input '{sel}' must be request.FIELD or STEP.FIELD"
-                        )));
+                    let source = selection(sel).ok_or_else(|| {
+                        err(format!("input '{sel}' must be request.FIELD or STEP.FIELD"))
+                    })?;
+                    if let Source::Select { root, path } = &source {
+                        reads.push((root.clone(), path.first().cloned()));
                     }
-                    reads.push((root.clone(), path.first().cloned()));
-                    Source::Select { root, path }
+                    source
                 }
                 (None, Some(t)) => {
                     reads.extend(template_reads(&env, t).map_err(|e| err(format!("prompt: {e}")))?);
@@ -310,7 +315,30 @@ impl Pipeline {
                     }
                     Kind::Speak(o)
                 }
-                Task::Vad | Task::Ocr | Task::Rerank => {
+                Task::Rerank => {
+                    if s.system.is_some() {
+                        return Err(err("'system' is only for generation steps".into()));
+                    }
+                    let o: RerankOptions = options.try_into().map_err(bad_options)?;
+                    let documents = selection(&o.documents).ok_or_else(|| {
+                        err(format!(
+                            "documents '{}' must be request.FIELD or STEP.FIELD",
+                            o.documents
+                        ))
+                    })?;
+                    if let Source::Select { root, path } = &documents {
+                        reads.push((root.clone(), path.first().cloned()));
+                    }
+                    if o.top_n == Some(0) {
+                        return Err(err("top_n must be at least 1".into()));
+                    }
+                    Kind::Rerank {
+                        documents,
+                        top_n: o.top_n,
+                        truncate: o.truncate,
+                    }
+                }
+                Task::Vad | Task::Ocr => {
                     return Err(err(format!(
                         "{task} models cannot be pipeline steps yet (use /v1/audio/vad or /v1/ocr)"
                     )))
@@ -385,6 +413,17 @@ impl Pipeline {
             "steps": steps,
         })
     }
+}
+
+/// `root.path...` as a [`Source::Select`], or `None` when a part is missing.
+fn selection(sel: &str) -> Option<Source> {
+    let mut parts = sel.split('.').map(str::to_string);
+    let root = parts.next().unwrap_or_default();
+    let path: Vec<String> = parts.collect();
+    if root.is_empty() || path.is_empty() || path.iter().any(String::is_empty) {
+        return None;
+    }
+    Some(Source::Select { root, path })
 }
 
 fn is_identifier(s: &str) -> bool {
@@ -510,6 +549,25 @@ impl StepContext {
             .map_err(|e| bad_input(format!("template: {e}")))
     }
 
+    /// One text or a list of them: a selected string or list of strings,
+    /// or the rendered template. `what` names the step's verb for errors.
+    fn texts(&self, source: &Source, what: &str) -> Result<Vec<String>, StepError> {
+        match source {
+            Source::Template(t) => Ok(vec![self.render(t)?]),
+            Source::Select { root, path } => match self.select(root, path)? {
+                Value::String(s) => Ok(vec![s]),
+                Value::Array(items) => items
+                    .into_iter()
+                    .map(|v| match v {
+                        Value::String(s) => Ok(s),
+                        other => Err(bad_input(format!("cannot {what} {other}"))),
+                    })
+                    .collect(),
+                other => Err(bad_input(format!("cannot {what} {other}"))),
+            },
+        }
+    }
+
     /// The step's text: a selected string, or the rendered template.
     fn text(&self, source: &Source) -> Result<String, StepError> {
         match source {
@@ -527,6 +585,7 @@ impl StepContext {
 
 /// Runs one step through the registry and shapes its output as JSON.
 async fn run_step(runner: Runner, step: Step, ctx: StepContext) -> Result<Value, StepError> {
+    let mut rerank_documents: Option<(Vec<String>, Option<usize>)> = None;
     let reply = match &step.kind {
         Kind::Transcribe { field, options: o } => {
             let bytes = ctx.request.audio(field)?;
@@ -550,20 +609,7 @@ async fn run_step(runner: Runner, step: Step, ctx: StepContext) -> Result<Value,
                 .await?
         }
         Kind::Embed(o) => {
-            let texts = match &step.source {
-                Source::Template(t) => vec![ctx.render(t)?],
-                Source::Select { root, path } => match ctx.select(root, path)? {
-                    Value::String(s) => vec![s],
-                    Value::Array(items) => items
-                        .into_iter()
-                        .map(|v| match v {
-                            Value::String(s) => Ok(s),
-                            other => Err(bad_input(format!("cannot embed {other}"))),
-                        })
-                        .collect::<Result<_, _>>()?,
-                    other => return Err(bad_input(format!("cannot embed {other}"))),
-                },
-            };
+            let texts = ctx.texts(&step.source, "embed")?;
             runner
                 .registry
                 .infer_with(
@@ -614,6 +660,27 @@ async fn run_step(runner: Runner, step: Step, ctx: StepContext) -> Result<Value,
                 .infer_with(&step.model, req, CacheMode::Use)
                 .await?
         }
+        Kind::Rerank {
+            documents,
+            top_n,
+            truncate,
+        } => {
+            let documents = ctx.texts(documents, "rerank")?;
+            if documents.is_empty() {
+                return Err(bad_input("rerank: the documents list is empty".into()));
+            }
+            // Kept for the results, which carry each document's text.
+            rerank_documents = Some((documents.clone(), *top_n));
+            let req = Request::Rerank {
+                query: ctx.text(&step.source)?,
+                documents,
+                truncate: *truncate,
+            };
+            runner
+                .registry
+                .infer_with(&step.model, req, CacheMode::Use)
+                .await?
+        }
     };
     let (reply, cache) = reply;
     let mut out = match reply {
@@ -643,6 +710,16 @@ async fn run_step(runner: Runner, step: Step, ctx: StepContext) -> Result<Value,
                 "total_tokens": g.prompt_tokens + g.completion_tokens,
             },
         }),
+        TaskResponse::Rerank {
+            scores,
+            prompt_tokens,
+        } => {
+            let (documents, top_n) = rerank_documents.take().unwrap_or_default();
+            json!({
+                "results": ranked(&scores, &documents, top_n),
+                "prompt_tokens": prompt_tokens,
+            })
+        }
         TaskResponse::Speech(a) => {
             let wav = runner.codec.encode_wav(&a.samples, a.sample_rate);
             json!({
@@ -661,6 +738,22 @@ async fn run_step(runner: Runner, step: Step, ctx: StepContext) -> Result<Value,
     // Which steps the result cache answered (a repeated clip, say).
     out["cache"] = json!(cache.as_str());
     Ok(out)
+}
+
+/// `[{index, relevance_score, document}]`, best first (ties keep request
+/// order), cut to `top_n`: the shape of `/v1/rerank`'s results, so a later
+/// step reads `STEP.results.0.document`.
+fn ranked(scores: &[f32], documents: &[String], top_n: Option<usize>) -> Vec<Value> {
+    brisk_core::rank_order(scores, top_n)
+        .into_iter()
+        .map(|i| {
+            json!({
+                "index": i,
+                "relevance_score": scores[i],
+                "document": documents.get(i),
+            })
+        })
+        .collect()
 }
 
 fn ms(d: std::time::Duration) -> f64 {

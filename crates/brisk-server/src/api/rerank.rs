@@ -121,11 +121,7 @@ pub async fn create(
             )))
         }
     };
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    // Most relevant first; equal scores keep the documents' order.
-    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
-    order.truncate(req.top_n.unwrap_or(order.len()));
-    let results: Vec<Value> = order
+    let results: Vec<Value> = brisk_core::rank_order(&scores, req.top_n)
         .into_iter()
         .map(|i| {
             let mut r = json!({ "index": i, "relevance_score": scores[i] });
