@@ -13,11 +13,19 @@ FROM rust:1.95-slim-bookworm AS build
 # The llama.cpp engine (crates/brisk-llama) compiles llama.cpp with cmake
 # and generates its bindings with bindgen (libclang), as scripts/install-deps
 # installs them for CI.
+# The Whisper engine (crates/brisk-ct2) links the ctranslate2 wheel's
+# library, which scripts/ct2-prebuilt fetches with pip (python3-pip) into
+# BRISK_CT2_DIR; build.rs bakes that folder into the binary's rpath, so the
+# runtime stage copies it to the same path.
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends cmake clang libclang-dev \
+ && apt-get install -y --no-install-recommends cmake clang libclang-dev python3-pip \
  && rm -rf /var/lib/apt/lists/*
+ENV BRISK_CT2_DIR=/opt/brisk/ct2 \
+    CMAKE_LIBRARY_PATH=/opt/brisk/ct2
 WORKDIR /src
+COPY scripts/ct2-prebuilt scripts/ct2-prebuilt
+RUN scripts/ct2-prebuilt
 # Manifests first, so a source-only change reuses the dependency layer
 # (cargo fetch needs every member's manifest and stubs of its declared
 # targets). The C compiler of the Rust image builds the bundled C sources
@@ -30,8 +38,9 @@ COPY crates/brisk-core/Cargo.toml crates/brisk-core/Cargo.toml
 COPY crates/brisk-engine/Cargo.toml crates/brisk-engine/Cargo.toml
 COPY crates/brisk-backends/Cargo.toml crates/brisk-backends/Cargo.toml
 COPY crates/brisk-llama/Cargo.toml crates/brisk-llama/Cargo.toml
+COPY crates/brisk-ct2/Cargo.toml crates/brisk-ct2/Cargo.toml
 COPY crates/brisk-server/Cargo.toml crates/brisk-server/Cargo.toml
-RUN for c in brisk-core brisk-engine brisk-backends brisk-llama brisk-server; do \
+RUN for c in brisk-core brisk-engine brisk-backends brisk-llama brisk-ct2 brisk-server; do \
       mkdir -p "crates/$c/src" && touch "crates/$c/src/lib.rs"; \
     done \
  && mkdir -p crates/brisk-backends/examples crates/brisk-server/src/cli \
@@ -53,6 +62,7 @@ RUN apt-get update \
  && useradd --system --uid 10001 --user-group --home-dir /var/lib/brisk --create-home brisk \
  && mkdir -p /models
 COPY --from=build /src/target/release/brisk /usr/local/bin/brisk
+COPY --from=build /opt/brisk/ct2 /opt/brisk/ct2
 
 ENV BRISK_HOST=0.0.0.0 \
     BRISK_PORT=8080 \

@@ -9,6 +9,10 @@
 //!   (crates/brisk-llama) — feature `llama`
 //! - `candle-whisper`: speech recognition (Whisper, CTranslate2 `model.bin`)
 //!   on candle — feature `whisper`
+//! - `ct2-whisper`: speech recognition (Whisper, CTranslate2 `model.bin`)
+//!   on CTranslate2, as faster-whisper runs it — feature `ct2`; preferred
+//!   over `candle-whisper` when compiled in (options `compute_type`:
+//!   float32, int8 (default), int8_float32; `threads`)
 //! - `onnx-silero-vad`, `onnx-piper`, `onnx-ppocr`: voice activity
 //!   detection, text to speech and OCR on ONNX Runtime — feature `onnx`
 //! - `sim`: simulated model for tests and benchmarks (see [`sim`])
@@ -37,6 +41,8 @@ pub fn available_backends() -> &'static [&'static str] {
         brisk_llama::BACKEND,
         #[cfg(feature = "whisper")]
         "candle-whisper",
+        #[cfg(feature = "ct2")]
+        brisk_ct2::backend::WHISPER,
         #[cfg(feature = "onnx")]
         onnx::BERT,
         #[cfg(feature = "onnx")]
@@ -87,6 +93,11 @@ impl Loader for BriskLoader {
             )?)),
             #[cfg(feature = "whisper")]
             "candle-whisper" => Ok(Box::new(whisper::WhisperModel::load(&source.path)?)),
+            #[cfg(feature = "ct2")]
+            brisk_ct2::backend::WHISPER => Ok(Box::new(brisk_ct2::backend::load(
+                &source.path,
+                &source.options,
+            )?)),
             #[cfg(feature = "onnx")]
             onnx::BERT => Ok(Box::new(onnx::bert::OnnxBert::load(
                 &source.path,
@@ -131,6 +142,10 @@ impl Loader for BriskLoader {
             }
             #[cfg(feature = "whisper")]
             "candle-whisper" => whisper::estimate_bytes(&source.path),
+            #[cfg(feature = "ct2")]
+            brisk_ct2::backend::WHISPER => {
+                brisk_ct2::backend::estimate_bytes(&source.path, &source.options)
+            }
             #[cfg(feature = "onnx")]
             onnx::VAD | onnx::PIPER | onnx::OCR => onnx::estimate_bytes(&source.path),
             _ => None,
@@ -158,6 +173,8 @@ impl Loader for BriskLoader {
             brisk_llama::BACKEND => Ok(Task::Generation),
             #[cfg(feature = "whisper")]
             "candle-whisper" => Ok(Task::Transcription),
+            #[cfg(feature = "ct2")]
+            brisk_ct2::backend::WHISPER => Ok(Task::Transcription),
             #[cfg(feature = "onnx")]
             onnx::BERT => Ok(onnx::bert::Kind::of(&source.path).task()),
             #[cfg(feature = "onnx")]
@@ -224,6 +241,11 @@ pub fn detect(path: &Path) -> Option<&'static str> {
     }
     #[cfg(feature = "whisper")]
     if path.is_dir() && whisper::looks_like_whisper(path) {
+        // The CTranslate2 engine, when compiled in, is the faster one and
+        // decodes exactly as faster-whisper (BENCHMARKS.md).
+        #[cfg(feature = "ct2")]
+        return Some(brisk_ct2::backend::WHISPER);
+        #[cfg(not(feature = "ct2"))]
         return Some("candle-whisper");
     }
     let _ = path;

@@ -253,7 +253,13 @@ fn loader_detects_and_describes_whisper() {
     use brisk_core::{Loader, ModelSource};
     let dir = common::fetched("whisper-tiny-en");
     assert!(available_backends().contains(&"candle-whisper"));
-    assert_eq!(detect(&dir), Some("candle-whisper"));
+    // With the CTranslate2 engine compiled in, it serves Whisper folders.
+    let expected = if cfg!(feature = "ct2") {
+        "ct2-whisper"
+    } else {
+        "candle-whisper"
+    };
+    assert_eq!(detect(&dir), Some(expected));
     assert_eq!(detect(&common::fetched("testdata")), None);
     let src = ModelSource {
         backend: "candle-whisper".into(),

@@ -1,0 +1,104 @@
+//! [`Ct2Whisper`] as a brisk [`Backend`].
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use brisk_core::{Backend, BackendError, Request, Response, Task};
+
+use crate::whisper::{Ct2Whisper, DecodeOptions, LoadOptions};
+
+/// Backend name in configuration.
+pub const WHISPER: &str = "ct2-whisper";
+
+/// Model options read from the configuration: `compute_type` (default
+/// `int8`) and `threads` (default 0: one per core). Unknown keys
+/// are refused so a typo is not silently ignored.
+pub fn load_options(options: &BTreeMap<String, String>) -> Result<LoadOptions, BackendError> {
+    let mut lo = LoadOptions::default();
+    for (k, v) in options {
+        match k.as_str() {
+            "compute_type" => {
+                crate::whisper::parse_compute_type(v)?;
+                lo.compute_type = v.clone();
+            }
+            "threads" => {
+                lo.threads = v.parse().map_err(|_| {
+                    BackendError::InvalidModel(format!("threads must be a number, not '{v}'"))
+                })?;
+            }
+            other => {
+                return Err(BackendError::InvalidModel(format!(
+                    "unknown option '{other}' for backend {WHISPER} (known: compute_type, threads)"
+                )))
+            }
+        }
+    }
+    Ok(lo)
+}
+
+/// Loads a model folder for [`WHISPER`].
+pub fn load(dir: &Path, options: &BTreeMap<String, String>) -> Result<Ct2Whisper, BackendError> {
+    Ct2Whisper::load(dir, &load_options(options)?)
+}
+
+/// Expected resident size for the options (int8 by default).
+pub fn estimate_bytes(dir: &Path, options: &BTreeMap<String, String>) -> Option<u64> {
+    let len = std::fs::metadata(dir.join("model.bin")).ok()?.len();
+    let f32 = options.get("compute_type").is_some_and(|c| c == "float32");
+    Some(if f32 { len.saturating_mul(2) } else { len })
+}
+
+impl Backend for Ct2Whisper {
+    fn task(&self) -> Task {
+        Task::Transcription
+    }
+
+    fn memory_bytes(&self) -> u64 {
+        Ct2Whisper::memory_bytes(self)
+    }
+
+    fn infer(&mut self, batch: Vec<Request>) -> Vec<Result<Response, BackendError>> {
+        batch
+            .into_iter()
+            .map(|r| match r {
+                Request::Transcribe(t) => {
+                    let mut opts = DecodeOptions {
+                        language: t.language,
+                        prompt: t.prompt,
+                        translate: t.translate,
+                        ..Default::default()
+                    };
+                    // Temperature 0 (OpenAI's default) keeps the fallback
+                    // schedule 0, 0.2, ..., 1.0; another value is used alone.
+                    if t.temperature > 0.0 || !t.temperature.is_finite() {
+                        opts.temperatures = vec![t.temperature];
+                    }
+                    self.transcribe(&t.audio, &opts).map(|tr| {
+                        let segments: Vec<brisk_core::Segment> = tr
+                            .segments
+                            .iter()
+                            .enumerate()
+                            .map(|(id, s)| brisk_core::Segment {
+                                id,
+                                start: (s.start * 1000.0).round() / 1000.0,
+                                end: ((s.end * 1000.0).round() / 1000.0).min(tr.duration),
+                                text: s.text.trim().to_string(),
+                            })
+                            .collect();
+                        Response::Transcribe(brisk_core::Transcript {
+                            text: segments
+                                .iter()
+                                .map(|s| s.text.as_str())
+                                .collect::<Vec<_>>()
+                                .join(" "),
+                            language: Some(tr.language.clone()),
+                            duration: tr.duration,
+                            segments,
+                        })
+                    })
+                }
+                other => Err(BackendError::Unsupported(other.task().to_string())),
+            })
+            .collect()
+    }
+}
