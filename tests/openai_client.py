@@ -11,6 +11,7 @@ completions (plain and streamed) and error mapping. Prints
 """
 
 import argparse
+import json
 import math
 import os
 import socket
@@ -26,6 +27,23 @@ from openai import OpenAI
 HERE = os.path.dirname(os.path.abspath(__file__))
 EMBED = "all-minilm-l6-v2"
 CHAT = "smollm2-135m-instruct"
+# The README's chat default; its template takes tools.
+TOOLS = "qwen2.5-coder-0.5b-instruct"
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the current weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "city": {"type": "string"},
+                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+            },
+            "required": ["city", "unit"],
+        },
+    },
+}
 TTS = "piper-joe-medium"
 
 
@@ -152,6 +170,54 @@ def main():
             except openai.BadRequestError as e:
                 assert e.status_code == 400
 
+        def tool_call_round_trip():
+            q = [{"role": "user", "content": "What is the weather like in Paris today, in celsius?"}]
+            r = client.chat.completions.create(model=TOOLS, messages=q, tools=[WEATHER], temperature=0, max_tokens=80)
+            choice = r.choices[0]
+            assert choice.finish_reason == "tool_calls", choice
+            call = choice.message.tool_calls[0]
+            assert call.type == "function" and call.function.name == "get_weather", call
+            args = json.loads(call.function.arguments)
+            assert "Paris" in args["city"] and args["unit"] in ("celsius", "fahrenheit"), args
+            follow = q + [
+                choice.message.model_dump(exclude_none=True),
+                {"role": "tool", "tool_call_id": call.id, "content": json.dumps({"temperature": 22, "sky": "sunny"})},
+            ]
+            # tool_choice none: Qwen2.5-Coder-0.5B calls again while tools are offered (BENCHMARKS.md).
+            r2 = client.chat.completions.create(
+                model=TOOLS, messages=follow, tools=[WEATHER], tool_choice="none", temperature=0, max_tokens=60
+            )
+            assert r2.choices[0].finish_reason == "stop" and "22" in r2.choices[0].message.content, r2
+
+        def tool_call_stream_reassembles():
+            q = [{"role": "user", "content": "What is the weather like in Paris today, in celsius?"}]
+            plain = client.chat.completions.create(model=TOOLS, messages=q, tools=[WEATHER], temperature=0, max_tokens=80)
+            calls = {}
+            finish = None
+            for chunk in client.chat.completions.create(
+                model=TOOLS, messages=q, tools=[WEATHER], temperature=0, max_tokens=80, stream=True
+            ):
+                if not chunk.choices:
+                    continue
+                for d in chunk.choices[0].delta.tool_calls or []:
+                    c = calls.setdefault(d.index, {"name": "", "arguments": ""})
+                    c["name"] += d.function.name or ""
+                    c["arguments"] += d.function.arguments or ""
+                finish = chunk.choices[0].finish_reason or finish
+            want = plain.choices[0].message.tool_calls[0].function
+            assert finish == "tool_calls" and len(calls) == 1, (finish, calls)
+            assert calls[0]["name"] == want.name, calls
+            assert json.loads(calls[0]["arguments"]) == json.loads(want.arguments), (calls, want)
+
+        def unsupported_fields_are_refused_by_name():
+            try:
+                client.chat.completions.create(
+                    model=CHAT, messages=[{"role": "user", "content": "hi"}], logit_bias={"1": 5}, prediction={"type": "content", "content": "x"}
+                )
+                raise AssertionError("expected BadRequestError")
+            except openai.BadRequestError as e:
+                assert e.status_code == 400 and e.param == "prediction", (e.param, e.message)
+
         check("models.list", models_list)
         check("embeddings float", embeddings_float)
         check("embeddings base64 (SDK default)", embeddings_default_base64)
@@ -159,6 +225,9 @@ def main():
         check("chat stream == plain", chat_stream_matches_plain)
         check("errors map to SDK exceptions", errors_map_to_sdk_exceptions)
         check("audio.speech wav and pcm", speech_wav_and_pcm)
+        check("tool call and its result (Qwen)", tool_call_round_trip)
+        check("streamed tool call == plain", tool_call_stream_reassembles)
+        check("unsupported fields refused by name", unsupported_fields_are_refused_by_name)
     finally:
         proc.terminate()
         try:

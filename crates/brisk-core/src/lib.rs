@@ -11,6 +11,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+pub mod tools;
+pub use tools::{Tool, ToolCall, ToolChoice};
+
 /// What a model does. One model serves exactly one task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -43,6 +46,10 @@ impl fmt::Display for Task {
 }
 
 /// One inference request, as the engine hands it to a backend.
+// A generation request (with its tools) is the large variant; a request is
+// built once and moved a few times on its way to the model thread, so the
+// size costs nothing that boxing (an allocation per request) would save.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Request {
     /// Embed every text; the reply carries one vector per text, in order.
@@ -86,11 +93,31 @@ impl Request {
 }
 
 /// One chat message.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChatMessage {
-    /// `system`, `user`, `assistant` (validated at the HTTP edge).
+    /// `system`, `user`, `assistant` or `tool` (validated at the HTTP edge).
     pub role: String,
     pub content: String,
+    /// The calls an assistant message made (OpenAI's `tool_calls`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// For a `tool` message: the call whose result it carries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    /// The participant's name (OpenAI's `name`), given to the template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl ChatMessage {
+    /// A plain text message.
+    pub fn new(role: String, content: String) -> Self {
+        Self {
+            role,
+            content,
+            ..Self::default()
+        }
+    }
 }
 
 /// What to continue: a chat (rendered with the model's own chat template)
@@ -123,6 +150,16 @@ pub struct GenerateParams {
     /// A LoRA adapter of the model (`"model": "X:NAME"`), by name; `None`
     /// is the base model.
     pub adapter: Option<String>,
+    /// Functions the model may call (OpenAI's `tools`), and whether and
+    /// which it must call. Calls come back in the text in the syntax of
+    /// [`tools`], which [`tools::ToolCallSplitter`] takes apart.
+    pub tools: Vec<Tool>,
+    pub tool_choice: ToolChoice,
+    /// More than one call in one answer (OpenAI's `parallel_tool_calls`).
+    pub parallel_tool_calls: bool,
+    /// Added to these tokens' logits (OpenAI's `logit_bias`, token id to a
+    /// bias in [-100, 100]).
+    pub logit_bias: Vec<(i32, f32)>,
 }
 
 impl Default for GenerateParams {
@@ -139,6 +176,10 @@ impl Default for GenerateParams {
             logprobs: None,
             response_format: None,
             adapter: None,
+            tools: Vec::new(),
+            tool_choice: ToolChoice::Auto,
+            parallel_tool_calls: true,
+            logit_bias: Vec::new(),
         }
     }
 }

@@ -365,10 +365,7 @@ fn sim_spec(name: &str, opts: &[(&str, &str)], cache: bool) -> ModelSpec {
 
 fn chat(text: &str, temperature: f64) -> Request {
     Request::Generate(GenerateRequest {
-        prompt: Prompt::Chat(vec![ChatMessage {
-            role: "user".into(),
-            content: text.into(),
-        }]),
+        prompt: Prompt::Chat(vec![ChatMessage::new("user".into(), text.into())]),
         params: GenerateParams {
             max_tokens: 4,
             temperature,

@@ -51,10 +51,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut right = 0;
     for (q, expected) in QUESTIONS {
         let req = Request::Generate(GenerateRequest {
-            prompt: Prompt::Chat(vec![ChatMessage {
-                role: "user".into(),
-                content: q.into(),
-            }]),
+            prompt: Prompt::Chat(vec![ChatMessage::new("user".into(), q.into())]),
             params: GenerateParams {
                 max_tokens: 32,
                 temperature: 0.0,

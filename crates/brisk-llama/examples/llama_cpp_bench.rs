@@ -66,10 +66,7 @@ impl Reply for Done {
 fn request(content: &str, max_tokens: usize, done: &Done) -> Request {
     let seen = done.0.clone();
     Request::Generate(GenerateRequest {
-        prompt: Prompt::Chat(vec![ChatMessage {
-            role: "user".into(),
-            content: content.into(),
-        }]),
+        prompt: Prompt::Chat(vec![ChatMessage::new("user".into(), content.into())]),
         params: GenerateParams {
             max_tokens,
             temperature: 0.0,

@@ -33,9 +33,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
+use brisk_core::tools::CALL_OPEN;
 use brisk_core::{
     Backend, BackendError, FinishReason, GenerateParams, GenerateRequest, Generation, Prompt,
-    Reply, Request, Response, Stepper, Task, TokenCounter, TokenLogprob, TokenSink,
+    Reply, Request, Response, Stepper, Task, TokenCounter, TokenLogprob, TokenSink, Tool,
+    ToolChoice,
 };
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
@@ -44,6 +46,7 @@ use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaLoraAdapter, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::logit_bias::LlamaLogitBias;
 use llama_cpp_2::token::LlamaToken;
 
 pub use scheduler::Scheduler;
@@ -401,10 +404,10 @@ impl LlamaCppGenerator {
         &self.template
     }
 
-    /// The text the model continues.
-    pub fn render_prompt(&self, prompt: &Prompt) -> String {
+    /// The text the model continues, with `tools` offered (chats only).
+    pub fn render_prompt(&self, prompt: &Prompt, tools: &[Tool]) -> String {
         match prompt {
-            Prompt::Chat(messages) => self.template.render(messages),
+            Prompt::Chat(messages) => self.template.render(messages, tools),
             Prompt::Text(text) => text.clone(),
         }
     }
@@ -412,8 +415,8 @@ impl LlamaCppGenerator {
     /// Prompt token ids: special tokens in the rendered text are parsed as
     /// such, and BOS is put first when the model wants it and the template
     /// did not write it.
-    pub fn prompt_ids(&self, prompt: &Prompt) -> Vec<LlamaToken> {
-        let text = self.render_prompt(prompt);
+    pub fn prompt_ids(&self, prompt: &Prompt, tools: &[Tool]) -> Vec<LlamaToken> {
+        let text = self.render_prompt(prompt, tools);
         let model = self.engine.borrow_owner();
         let mut ids = model.vocab().tokenize(text.as_bytes(), false, true);
         if self.add_bos && ids.first() != Some(&self.bos) {
@@ -455,7 +458,13 @@ impl LlamaCppGenerator {
             Ok(s) => s,
             Err(e) => return fail(reply, e),
         };
-        let ids = self.prompt_ids(&prompt);
+        // `tool_choice: none` hides the tools from the model.
+        let tools: &[Tool] = if params.tool_choice == ToolChoice::None {
+            &[]
+        } else {
+            &params.tools
+        };
+        let ids = self.prompt_ids(&prompt, tools);
         if ids.is_empty() {
             return fail(
                 reply,
@@ -563,7 +572,51 @@ impl LlamaCppGenerator {
                 params.presence_penalty,
             ));
         }
-        if let Some(format) = &params.response_format {
+        if !params.logit_bias.is_empty() {
+            let n_vocab = model.n_vocab();
+            let mut biases = Vec::with_capacity(params.logit_bias.len());
+            for &(token, bias) in &params.logit_bias {
+                if token < 0 || token >= n_vocab {
+                    return bad(format!(
+                        "logit_bias: token {token} is not in the model's vocabulary of {n_vocab}"
+                    ));
+                }
+                if !bias.is_finite() || !(-100.0..=100.0).contains(&bias) {
+                    return bad(format!("logit_bias: {bias} is not between -100 and 100"));
+                }
+                biases.push(LlamaLogitBias::new(LlamaToken(token), bias));
+            }
+            chain.push(LlamaSampler::logit_bias(n_vocab, &biases));
+        }
+        let calls_tools = !params.tools.is_empty() && params.tool_choice != ToolChoice::None;
+        if calls_tools {
+            if params.response_format.is_some() {
+                return bad("response_format cannot be combined with tools".into());
+            }
+            let gbnf = grammar::tool_gbnf(
+                &params.tools,
+                &params.tool_choice,
+                params.parallel_tool_calls,
+            )?;
+            let loaded = if params.tool_choice == ToolChoice::Auto {
+                // Prose until the model opens a call; from there on the
+                // grammar holds. The opening tag is one token in the
+                // vocabularies trained on it (Qwen's), text elsewhere.
+                let open = model.vocab().tokenize(CALL_OPEN.as_bytes(), false, true);
+                let trigger_tokens: &[LlamaToken] = if open.len() == 1 { &open } else { &[] };
+                let patterns: Vec<String> = grammar::AUTO_TRIGGERS
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect();
+                LlamaSampler::grammar_lazy_patterns(model, &gbnf, "root", &patterns, trigger_tokens)
+            } else {
+                LlamaSampler::grammar(model, &gbnf, "root")
+            };
+            chain.push(loaded.map_err(|e| {
+                BackendError::InvalidInput(format!("tools: the grammar does not load: {e}"))
+            })?);
+        }
+        if let Some(format) = params.response_format.as_ref().filter(|_| !calls_tools) {
             let gbnf = grammar::gbnf(format)?;
             let sampler = LlamaSampler::grammar(model, &gbnf, "root").map_err(|e| {
                 BackendError::InvalidInput(format!(

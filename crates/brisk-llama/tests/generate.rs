@@ -33,10 +33,7 @@ fn model() -> MutexGuard<'static, LlamaCppGenerator> {
 }
 
 fn user(text: &str) -> Prompt {
-    Prompt::Chat(vec![ChatMessage {
-        role: "user".into(),
-        content: text.into(),
-    }])
+    Prompt::Chat(vec![ChatMessage::new("user".into(), text.into())])
 }
 
 fn greedy(max_tokens: usize) -> GenerateParams {
@@ -259,15 +256,15 @@ fn backend_trait() {
 fn chat_template_from_the_gguf() {
     let m = model();
     assert!(m.template().has_template());
-    let prompt = m.render_prompt(&user("Hi"));
+    let prompt = m.render_prompt(&user("Hi"), &[]);
     assert_eq!(
         prompt,
         "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
     );
-    let ids = m.prompt_ids(&user("Hi"));
+    let ids = m.prompt_ids(&user("Hi"), &[]);
     assert_eq!(ids[0].0, 1, "<|im_start|> is one special token");
     // No BOS for SmolLM2 (tokenizer.ggml.add_bos_token = false).
-    assert_eq!(m.prompt_ids(&Prompt::Text("Hi".into())).len(), 1);
+    assert_eq!(m.prompt_ids(&Prompt::Text("Hi".into()), &[]).len(), 1);
 }
 
 #[test]
@@ -360,22 +357,16 @@ fn a_finished_or_cancelled_request_frees_its_slot_within_one_step() {
 
 #[test]
 fn second_chat_turn_reuses_the_cached_prefix() {
-    let turn1 = vec![ChatMessage {
-        role: "user".into(),
-        content: "What is the capital of France?".into(),
-    }];
+    let turn1 = vec![ChatMessage::new(
+        "user".into(),
+        "What is the capital of France?".into(),
+    )];
     // One lock for both turns: no other test's request comes in between.
     let mut m = model();
     let first = run(&mut m, request(Prompt::Chat(turn1.clone()), greedy(16))).expect("turn 1");
     let mut turn2 = turn1;
-    turn2.push(ChatMessage {
-        role: "assistant".into(),
-        content: first.text.clone(),
-    });
-    turn2.push(ChatMessage {
-        role: "user".into(),
-        content: "And of Germany?".into(),
-    });
+    turn2.push(ChatMessage::new("assistant".into(), first.text.clone()));
+    turn2.push(ChatMessage::new("user".into(), "And of Germany?".into()));
     let second = run(&mut m, request(Prompt::Chat(turn2), greedy(8))).expect("turn 2");
     // At least the system prompt and the first question come from the cache.
     assert!(

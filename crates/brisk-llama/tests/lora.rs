@@ -147,10 +147,10 @@ fn values(n: usize, seed: u64, amp: f32) -> Vec<f32> {
 
 fn request(adapter: Option<&str>, max_tokens: usize) -> GenerateRequest {
     GenerateRequest {
-        prompt: Prompt::Chat(vec![ChatMessage {
-            role: "user".into(),
-            content: "Name three colours of the rainbow.".into(),
-        }]),
+        prompt: Prompt::Chat(vec![ChatMessage::new(
+            "user".into(),
+            "Name three colours of the rainbow.".into(),
+        )]),
         params: GenerateParams {
             max_tokens,
             temperature: 0.0,

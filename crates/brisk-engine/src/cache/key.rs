@@ -92,6 +92,14 @@ pub fn cache_key(model: &str, revision: &str, request: &Request) -> Option<Key> 
                     for m in messages {
                         e.str(&m.role);
                         e.str(&m.content);
+                        e.u64(m.tool_calls.len() as u64);
+                        for c in &m.tool_calls {
+                            e.str(&c.id);
+                            e.str(&c.name);
+                            e.str(&c.arguments);
+                        }
+                        e.opt_str(m.tool_call_id.as_deref());
+                        e.opt_str(m.name.as_deref());
                     }
                 }
                 Prompt::Text(t) => {
@@ -124,6 +132,29 @@ pub fn cache_key(model: &str, revision: &str, request: &Request) -> Option<Key> 
                     e.tag(2);
                     e.str(schema);
                 }
+            }
+            // Tools change the prompt and the grammar; a bias changes any
+            // decoding.
+            e.u64(p.tools.len() as u64);
+            for t in &p.tools {
+                e.str(&t.name);
+                e.opt_str(t.description.as_deref());
+                e.str(&t.parameters);
+            }
+            match &p.tool_choice {
+                brisk_core::ToolChoice::Auto => e.tag(0),
+                brisk_core::ToolChoice::None => e.tag(1),
+                brisk_core::ToolChoice::Required => e.tag(2),
+                brisk_core::ToolChoice::Function(f) => {
+                    e.tag(3);
+                    e.str(f);
+                }
+            }
+            e.tag(u8::from(p.parallel_tool_calls));
+            e.u64(p.logit_bias.len() as u64);
+            for &(token, bias) in &p.logit_bias {
+                e.u64(u64::from(token as u32));
+                e.f64(f64::from(bias));
             }
             // Greedy decoding ignores the sampling knobs; leaving them out
             // lets `temperature=0, seed=1` hit what `temperature=0` stored.
@@ -298,10 +329,7 @@ mod tests {
 
     fn chat(text: &str, params: GenerateParams) -> Request {
         Request::Generate(GenerateRequest {
-            prompt: Prompt::Chat(vec![ChatMessage {
-                role: "user".into(),
-                content: text.into(),
-            }]),
+            prompt: Prompt::Chat(vec![ChatMessage::new("user".into(), text.into())]),
             params,
             sink: None,
         })

@@ -625,15 +625,9 @@ async fn run_step(runner: Runner, step: Step, ctx: StepContext) -> Result<Value,
         Kind::Generate { params, system } => {
             let mut messages = Vec::new();
             if let Some(sys) = system {
-                messages.push(ChatMessage {
-                    role: "system".into(),
-                    content: ctx.render(sys)?,
-                });
+                messages.push(ChatMessage::new("system".into(), ctx.render(sys)?));
             }
-            messages.push(ChatMessage {
-                role: "user".into(),
-                content: ctx.text(&step.source)?,
-            });
+            messages.push(ChatMessage::new("user".into(), ctx.text(&step.source)?));
             // An aborted branch drops this future; the guard then stops the
             // generation at its next token instead of letting it run out.
             let cancelled = Arc::new(AtomicBool::new(false));

@@ -53,7 +53,13 @@ struct Form {
     chunking: Option<brisk_core::VadParams>,
 }
 
-async fn read_form(mut mp: Multipart) -> Result<Form, AppError> {
+async fn read_form(mut mp: Multipart, translate: bool) -> Result<Form, AppError> {
+    use super::openai_fields::{refuse_names, TRANSCRIPTIONS, TRANSLATIONS};
+    let table = if translate {
+        TRANSLATIONS
+    } else {
+        TRANSCRIPTIONS
+    };
     let bad = |m: String, p: &'static str| AppError::bad(m, p);
     let mut file = None;
     let mut model = None;
@@ -69,7 +75,7 @@ async fn read_form(mut mp: Multipart) -> Result<Form, AppError> {
             continue;
         }
         let text = field.text().await.map_err(multipart_error)?;
-        match name.as_str() {
+        match super::openai_fields::form_name(&name) {
             "model" => model = Some(text),
             "language" if !text.is_empty() => language = Some(text),
             "prompt" if !text.is_empty() => prompt = Some(text),
@@ -92,7 +98,39 @@ async fn read_form(mut mp: Multipart) -> Result<Form, AppError> {
                         .map_err(|m| AppError::bad(m, "chunking_strategy"))?,
                 )
             }
-            _ => {}
+            "timestamp_granularities" if !translate => {
+                match text.as_str() {
+                    // Segments are in verbose_json already.
+                    "segment" | "" => {}
+                    "word" => {
+                        return Err(bad(
+                            "timestamp_granularities: word timestamps are not served yet; \
+                             segment timestamps are in verbose_json"
+                                .into(),
+                            "timestamp_granularities",
+                        ))
+                    }
+                    other => {
+                        return Err(bad(
+                            format!(
+                                "timestamp_granularities[] must be segment or word, got '{other}'"
+                            ),
+                            "timestamp_granularities",
+                        ))
+                    }
+                }
+            }
+            "stream" if !translate => {
+                if text == "true" {
+                    return Err(bad(
+                        "stream: live transcription is the WebSocket at \
+                         /v1/audio/transcriptions/stream; this endpoint answers whole"
+                            .into(),
+                        "stream",
+                    ));
+                }
+            }
+            other => refuse_names(table, [(other, text.is_empty())])?,
         }
     }
     let file = file.ok_or_else(|| bad("'file' is required".into(), "file"))?;
@@ -143,7 +181,7 @@ async fn run(
     mp: Multipart,
     translate: bool,
 ) -> Result<Response, AppError> {
-    let mut form = read_form(mp).await?;
+    let mut form = read_form(mp, translate).await?;
     // Fail fast on an unknown model or task before decoding any audio.
     let task = state.registry.task_of(&form.model)?;
     if task != brisk_core::Task::Transcription {

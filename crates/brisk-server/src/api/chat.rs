@@ -10,9 +10,10 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
+use brisk_core::tools::{Part, ToolCallSplitter};
 use brisk_core::{
     ChatMessage, FinishReason, GenerateParams, GenerateRequest, Generation, Prompt, Request,
-    ResponseFormat, TokenLogprob, TokenSink,
+    ResponseFormat, TokenLogprob, TokenSink, Tool, ToolCall, ToolChoice,
 };
 use brisk_engine::{CacheMode, CacheStatus, CancelOnDrop};
 use futures_util::StreamExt;
@@ -30,16 +31,37 @@ const DEFAULT_MAX_TOKENS: usize = 512;
 pub struct ChatRequest {
     pub model: Option<String>,
     pub messages: Option<Value>,
+    pub tools: Option<Value>,
+    pub tool_choice: Option<Value>,
+    pub parallel_tool_calls: Option<bool>,
+    /// Only `["text"]`.
+    pub modalities: Option<Vec<String>>,
+    /// brisk keeps no completions: only `false`.
+    pub store: Option<bool>,
+    /// brisk has one tier: `auto` or `default`.
+    pub service_tier: Option<String>,
+    /// Informational; the prefix cache needs no key.
+    pub metadata: Option<Value>,
+    pub prompt_cache_key: Option<String>,
+    pub safety_identifier: Option<String>,
     #[serde(flatten)]
     pub sampling: Sampling,
+    /// Fields beyond these: refused by name when OpenAI defines them
+    /// ([`super::openai_fields`]), else ignored.
+    #[serde(flatten)]
+    pub rest: serde_json::Map<String, Value>,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct CompletionRequest {
     pub model: Option<String>,
     pub prompt: Option<Value>,
+    /// Only 1 (one candidate per request).
+    pub best_of: Option<usize>,
     #[serde(flatten)]
     pub sampling: Sampling,
+    #[serde(flatten)]
+    pub rest: serde_json::Map<String, Value>,
 }
 
 /// The parameters chat and completions share.
@@ -62,6 +84,10 @@ pub struct Sampling {
     pub logprobs: Option<Value>,
     pub top_logprobs: Option<usize>,
     pub response_format: Option<Value>,
+    /// Token id (as a string) to a bias in [-100, 100].
+    pub logit_bias: Option<serde_json::Map<String, Value>>,
+    /// An end-user id: informational.
+    pub user: Option<String>,
 }
 
 /// OpenAI's `response_format`: text, any JSON object, or JSON valid under
@@ -164,7 +190,36 @@ impl Sampling {
             },
             // Set by the registry from the model id (`X:NAME`).
             adapter: None,
+            logit_bias: self.logit_bias()?,
+            ..GenerateParams::default()
         })
+    }
+
+    /// OpenAI's `logit_bias`: `{"token id": bias}`.
+    fn logit_bias(&self) -> Result<Vec<(i32, f32)>, AppError> {
+        let Some(map) = &self.logit_bias else {
+            return Ok(Vec::new());
+        };
+        map.iter()
+            .map(|(k, v)| {
+                let token: i32 = k.parse().map_err(|_| {
+                    AppError::bad(
+                        format!("logit_bias keys must be token ids, got '{k}'"),
+                        "logit_bias",
+                    )
+                })?;
+                let bias = v
+                    .as_f64()
+                    .filter(|b| (-100.0..=100.0).contains(b))
+                    .ok_or_else(|| {
+                        AppError::bad(
+                            format!("logit_bias values must be numbers in [-100, 100], got {v}"),
+                            "logit_bias",
+                        )
+                    })?;
+                Ok((token, bias as f32))
+            })
+            .collect()
     }
 
     /// `logprobs` (chat: true/false; completions: how many alternatives)
@@ -200,7 +255,8 @@ impl Sampling {
     }
 }
 
-/// Validates OpenAI `messages`: roles and text content (string or text parts).
+/// Validates OpenAI `messages`: roles, text content (a string or text
+/// parts), an assistant's `tool_calls` and a tool result's `tool_call_id`.
 pub fn parse_messages(messages: Option<Value>) -> Result<Vec<ChatMessage>, AppError> {
     let bad = |m: String| AppError::bad(m, "messages");
     let Some(Value::Array(items)) = messages else {
@@ -220,10 +276,24 @@ pub fn parse_messages(messages: Option<Value>) -> Result<Vec<ChatMessage>, AppEr
                 "system" | "developer" => "system",
                 "user" => "user",
                 "assistant" => "assistant",
+                "tool" => "tool",
                 other => {
                     return Err(bad(format!(
-                    "messages[{i}].role '{other}' is not one of system, developer, user, assistant"
+                    "messages[{i}].role '{other}' is not one of system, developer, user, assistant, tool"
                 )))
+                }
+            };
+            let tool_calls = match &m["tool_calls"] {
+                Value::Null => Vec::new(),
+                Value::Array(calls) if role == "assistant" => calls
+                    .iter()
+                    .enumerate()
+                    .map(|(j, c)| parse_history_call(c).map_err(|why| bad(format!("messages[{i}].tool_calls[{j}]: {why}"))))
+                    .collect::<Result<_, _>>()?,
+                _ => {
+                    return Err(bad(format!(
+                        "messages[{i}].tool_calls must be a list, on assistant messages only"
+                    )))
                 }
             };
             let content = match &m["content"] {
@@ -241,12 +311,139 @@ pub fn parse_messages(messages: Option<Value>) -> Result<Vec<ChatMessage>, AppEr
                 Value::Null if role == "assistant" => String::new(),
                 _ => return Err(bad(format!("messages[{i}].content must be a string"))),
             };
-            Ok(ChatMessage {
-                role: role.to_string(),
-                content,
-            })
+            let tool_call_id = match (&m["tool_call_id"], role) {
+                (Value::String(id), "tool") if !id.is_empty() => Some(id.clone()),
+                (_, "tool") => {
+                    return Err(bad(format!(
+                        "messages[{i}] is a tool result without a tool_call_id"
+                    )))
+                }
+                _ => None,
+            };
+            let mut msg = ChatMessage::new(role.to_string(), content);
+            msg.tool_calls = tool_calls;
+            msg.tool_call_id = tool_call_id;
+            msg.name = match &m["name"] {
+                Value::Null => None,
+                Value::String(n) => Some(n.clone()),
+                _ => return Err(bad(format!("messages[{i}].name must be a string"))),
+            };
+            Ok(msg)
         })
         .collect()
+}
+
+/// One call of an earlier assistant message: `{id, type: "function",
+/// function: {name, arguments}}` with the arguments as a JSON string.
+fn parse_history_call(c: &Value) -> Result<ToolCall, String> {
+    if c["type"].as_str().is_some_and(|t| t != "function") {
+        return Err("type must be 'function'".into());
+    }
+    let name = c["function"]["name"]
+        .as_str()
+        .filter(|n| !n.is_empty())
+        .ok_or("function.name is required")?;
+    let arguments = match &c["function"]["arguments"] {
+        Value::String(a) => a.clone(),
+        Value::Null => "{}".to_string(),
+        _ => return Err("function.arguments must be a JSON string".into()),
+    };
+    Ok(ToolCall {
+        id: c["id"].as_str().unwrap_or_default().to_string(),
+        name: name.to_string(),
+        arguments,
+    })
+}
+
+/// OpenAI's `tools`: function definitions with JSON-schema parameters.
+fn parse_tools(tools: Option<&Value>) -> Result<Vec<Tool>, AppError> {
+    let bad = |m: String| AppError::bad(m, "tools");
+    let items = match tools {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(bad("tools must be a list".into())),
+    };
+    let mut out: Vec<Tool> = Vec::with_capacity(items.len());
+    for (i, t) in items.iter().enumerate() {
+        if t["type"].as_str() != Some("function") {
+            return Err(bad(format!(
+                "tools[{i}].type must be 'function' (the only tool type brisk runs)"
+            )));
+        }
+        let f = &t["function"];
+        let name = f["name"].as_str().unwrap_or_default();
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(bad(format!(
+                "tools[{i}].function.name must be 1-64 letters, digits, '_' or '-', got '{name}'"
+            )));
+        }
+        if out.iter().any(|o| o.name == name) {
+            return Err(bad(format!(
+                "tools: the function '{name}' is defined twice"
+            )));
+        }
+        let parameters = match &f["parameters"] {
+            // OpenAI: omitted parameters means a function without any.
+            Value::Null => json!({"type": "object", "properties": {}}),
+            p @ Value::Object(_) => p.clone(),
+            _ => {
+                return Err(bad(format!(
+                "tools[{i}].function.parameters (function '{name}') must be a JSON schema object"
+            )))
+            }
+        };
+        out.push(Tool {
+            name: name.to_string(),
+            description: f["description"].as_str().map(str::to_string),
+            parameters: parameters.to_string(),
+        });
+    }
+    Ok(out)
+}
+
+/// OpenAI's `tool_choice`: `auto`, `none`, `required` or a named function.
+fn parse_tool_choice(choice: Option<&Value>, tools: &[Tool]) -> Result<ToolChoice, AppError> {
+    let bad = |m: String| AppError::bad(m, "tool_choice");
+    let choice = match choice {
+        None | Some(Value::Null) => return Ok(ToolChoice::Auto),
+        Some(Value::String(s)) => match s.as_str() {
+            "auto" => ToolChoice::Auto,
+            "none" => ToolChoice::None,
+            "required" => ToolChoice::Required,
+            other => {
+                return Err(bad(format!(
+                    "tool_choice must be auto, none, required or a function, got '{other}'"
+                )))
+            }
+        },
+        Some(v) if v["type"].as_str() == Some("function") => {
+            let name = v["function"]["name"]
+                .as_str()
+                .ok_or_else(|| bad("tool_choice.function.name is required".into()))?;
+            if !tools.iter().any(|t| t.name == name) {
+                return Err(bad(format!(
+                    "tool_choice names the function '{name}', which is not in tools"
+                )));
+            }
+            ToolChoice::Function(name.to_string())
+        }
+        Some(_) => {
+            return Err(bad(
+                "tool_choice must be auto, none, required or {\"type\": \"function\", \"function\": {\"name\": ...}}".into(),
+            ))
+        }
+    };
+    if tools.is_empty() && matches!(choice, ToolChoice::Required | ToolChoice::Function(_)) {
+        return Err(bad(
+            "tool_choice asks for a call but no tools are given".into()
+        ));
+    }
+    Ok(choice)
 }
 
 fn now_secs() -> u64 {
@@ -371,6 +568,7 @@ pub async fn chat(
     headers: HeaderMap,
     Json(req): Json<ChatRequest>,
 ) -> Result<Response, AppError> {
+    super::openai_fields::refuse(super::openai_fields::CHAT, &req.rest)?;
     let model = required_model(req.model)?;
     let messages = parse_messages(req.messages)?;
     let limits = &state.config.limits;
@@ -379,12 +577,57 @@ pub async fn chat(
         limits.max_messages,
         messages.iter().map(|m| m.content.as_str()),
     )?;
+    if req
+        .modalities
+        .as_ref()
+        .is_some_and(|m| m.iter().any(|m| m != "text"))
+    {
+        return Err(AppError::bad(
+            "modalities: brisk answers in text only",
+            "modalities",
+        ));
+    }
+    if req.store == Some(true) {
+        return Err(AppError::bad(
+            "store: brisk keeps no completions (store must be false)",
+            "store",
+        ));
+    }
+    if let Some(tier) = req.service_tier.as_deref() {
+        if !matches!(tier, "auto" | "default") {
+            return Err(AppError::bad(
+                format!("service_tier: brisk has one tier (auto or default), got '{tier}'"),
+                "service_tier",
+            ));
+        }
+    }
+    let mut params = req.sampling.params()?;
+    params.tools = parse_tools(req.tools.as_ref())?;
+    params.tool_choice = parse_tool_choice(req.tool_choice.as_ref(), &params.tools)?;
+    params.parallel_tool_calls = req.parallel_tool_calls.unwrap_or(true);
+    let calls_tools = !params.tools.is_empty() && params.tool_choice != ToolChoice::None;
+    if calls_tools && params.response_format.is_some() {
+        return Err(AppError::bad(
+            "response_format cannot be combined with tools (unless tool_choice is none)",
+            "response_format",
+        ));
+    }
+    let output = Output {
+        kind: Kind::Chat,
+        tools: calls_tools.then(|| params.tools.iter().map(|t| t.name.clone()).collect()),
+        stream: req.sampling.stream,
+        include_usage: req
+            .sampling
+            .stream_options
+            .as_ref()
+            .is_some_and(|o| o.include_usage),
+    };
     run(
         state,
         model,
         Prompt::Chat(messages),
-        req.sampling,
-        Kind::Chat,
+        params,
+        output,
         super::cache::mode(&headers),
     )
     .await
@@ -395,7 +638,11 @@ pub async fn completion(
     headers: HeaderMap,
     Json(req): Json<CompletionRequest>,
 ) -> Result<Response, AppError> {
+    super::openai_fields::refuse(super::openai_fields::COMPLETIONS, &req.rest)?;
     let model = required_model(req.model)?;
+    if req.best_of.is_some_and(|n| n != 1) {
+        return Err(AppError::bad("only best_of = 1 is supported", "best_of"));
+    }
     let prompt = match req.prompt {
         Some(Value::String(s)) if !s.is_empty() => s,
         Some(Value::Array(a)) if a.len() == 1 && a[0].as_str().is_some_and(|s| !s.is_empty()) => {
@@ -412,28 +659,89 @@ pub async fn completion(
         .config
         .limits
         .check_chars(|| "'prompt'".into(), &prompt, "prompt")?;
+    let params = req.sampling.params()?;
+    let output = Output {
+        kind: Kind::Completion,
+        tools: None,
+        stream: req.sampling.stream,
+        include_usage: req
+            .sampling
+            .stream_options
+            .as_ref()
+            .is_some_and(|o| o.include_usage),
+    };
     run(
         state,
         model,
         Prompt::Text(prompt),
-        req.sampling,
-        Kind::Completion,
+        params,
+        output,
         super::cache::mode(&headers),
     )
     .await
+}
+
+/// How the answer is shaped.
+struct Output {
+    kind: Kind,
+    /// The text may hold calls of these offered functions, to be taken
+    /// apart; `None` without tools.
+    tools: Option<Vec<String>>,
+    stream: bool,
+    include_usage: bool,
+}
+
+/// A non-streaming chat choice whose text may hold calls of `names`.
+fn tool_choice_message(g: &Generation, names: &[String]) -> Value {
+    let (content, calls) = ToolCallSplitter::split(&g.text, names);
+    if calls.is_empty() {
+        return json!({
+            "index": 0,
+            "message": { "role": "assistant", "content": content },
+            "finish_reason": finish(g.finish_reason),
+            "logprobs": null,
+        });
+    }
+    let calls: Vec<Value> = calls
+        .into_iter()
+        .map(|(name, arguments)| call_json(None, &name, &arguments))
+        .collect();
+    json!({
+        "index": 0,
+        "message": {
+            "role": "assistant",
+            "content": if content.trim().is_empty() { Value::Null } else { Value::from(content) },
+            "tool_calls": calls,
+        },
+        "finish_reason": "tool_calls",
+        "logprobs": null,
+    })
+}
+
+/// One tool call as OpenAI writes it (with `index` in stream deltas).
+fn call_json(index: Option<usize>, name: &str, arguments: &str) -> Value {
+    let mut v = json!({
+        "id": new_id("call"),
+        "type": "function",
+        "function": { "name": name, "arguments": arguments },
+    });
+    if let Some(i) = index {
+        v["index"] = json!(i);
+    }
+    v
 }
 
 async fn run(
     state: AppState,
     model: String,
     prompt: Prompt,
-    sampling: Sampling,
-    kind: Kind,
+    params: GenerateParams,
+    output: Output,
     mode: CacheMode,
 ) -> Result<Response, AppError> {
-    let params = sampling.params()?;
+    let kind = output.kind;
     let wants_logprobs = params.logprobs.is_some();
-    if wants_logprobs && sampling.stream {
+    if wants_logprobs && output.stream {
         return Err(AppError::bad(
             "logprobs are only returned without stream",
             "logprobs",
@@ -454,13 +762,17 @@ async fn run(
     });
     let created = now_secs();
     let started = Instant::now();
-    if !sampling.stream {
+    if !output.stream {
         let cancelled = Arc::new(AtomicBool::new(false));
         let _guard = CancelOnDrop(cancelled.clone());
         let sink: TokenSink = Box::new(move |_| !cancelled.load(Ordering::Relaxed));
         let (g, status) = generate(&state, &model, prompt, params, sink, mode).await?;
         let total_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let mut choice = kind.choice(&g.text, Some(finish(g.finish_reason)), false, false);
+        let mut choice = if let Some(names) = &output.tools {
+            tool_choice_message(&g, names)
+        } else {
+            kind.choice(&g.text, Some(finish(g.finish_reason)), false, false)
+        };
         if wants_logprobs {
             choice["logprobs"] = match kind {
                 Kind::Chat => chat_logprobs(&g.logprobs),
@@ -482,7 +794,7 @@ async fn run(
     // Streaming: pieces flow from the model thread through this channel to
     // the SSE body. When the client goes away the receiver is dropped, the
     // sink's send fails, and the backend stops generating.
-    let include_usage = sampling.stream_options.is_some_and(|o| o.include_usage);
+    let include_usage = output.include_usage;
     // The header goes out before the result exists: `miss` when the result
     // will be stored, `bypass` when it will not, `hit` (below) when the
     // whole answer is already there.
@@ -526,38 +838,82 @@ async fn run(
         Event::default().data(v.to_string())
     };
     let mut sent_first = false;
-    let mut to_events = move |msg: Msg| -> Vec<Event> {
-        match msg {
-            Msg::Piece(p) => {
-                let ev = chunk(json!([kind.choice(&p, None, !sent_first, true)]), None);
-                sent_first = true;
-                vec![ev]
-            }
-            Msg::Done(Ok((g, _))) => {
-                let mut evs = Vec::new();
+    // With tools, the text is taken apart as it comes: prose goes out as
+    // content deltas, each call as one `tool_calls` delta once it is whole.
+    let mut splitter = output.tools.map(ToolCallSplitter::new);
+    let mut calls_out = 0usize;
+    let mut to_events =
+        move |msg: Msg| -> Vec<Event> {
+            let mut evs = Vec::new();
+            let (parts, done) = match msg {
+                Msg::Piece(p) => match splitter.as_mut() {
+                    Some(s) => (s.push(&p), None),
+                    None => {
+                        evs.push(chunk(
+                            json!([kind.choice(&p, None, !sent_first, true)]),
+                            None,
+                        ));
+                        sent_first = true;
+                        (Vec::new(), None)
+                    }
+                },
+                Msg::Done(result) => (
+                    splitter
+                        .as_mut()
+                        .map(ToolCallSplitter::finish)
+                        .unwrap_or_default(),
+                    Some(result),
+                ),
+            };
+            for part in parts {
+                let mut delta = match part {
+                    Part::Content(c) => json!({ "content": c }),
+                    Part::Call { name, arguments } => {
+                        calls_out += 1;
+                        json!({ "tool_calls": [call_json(Some(calls_out - 1), &name, &arguments)] })
+                    }
+                };
                 if !sent_first {
-                    evs.push(chunk(json!([kind.choice("", None, true, true)]), None));
+                    delta["role"] = json!("assistant");
+                    sent_first = true;
                 }
                 evs.push(chunk(
-                    json!([kind.choice("", Some(finish(g.finish_reason)), false, true)]),
-                    None,
-                ));
-                if include_usage {
-                    evs.push(chunk(json!([]), Some(usage(&g))));
-                }
-                evs.push(Event::default().data("[DONE]"));
-                evs
+                json!([{ "index": 0, "delta": delta, "finish_reason": null, "logprobs": null }]),
+                None,
+            ));
             }
-            // Mid-stream failure: OpenAI-shaped error object, then the end.
-            Msg::Done(Err(e)) => vec![
-                Event::default().data(
+            match done {
+                None => {}
+                Some(Ok((g, _))) => {
+                    let reason = if calls_out > 0 {
+                        "tool_calls"
+                    } else {
+                        finish(g.finish_reason)
+                    };
+                    if !sent_first {
+                        evs.push(chunk(json!([kind.choice("", None, true, true)]), None));
+                        sent_first = true;
+                    }
+                    evs.push(chunk(
+                        json!([kind.choice("", Some(reason), false, true)]),
+                        None,
+                    ));
+                    if include_usage {
+                        evs.push(chunk(json!([]), Some(usage(&g))));
+                    }
+                    evs.push(Event::default().data("[DONE]"));
+                }
+                // Mid-stream failure: OpenAI-shaped error object, then the end.
+                Some(Err(e)) => {
+                    evs.push(Event::default().data(
                     json!({ "error": { "message": e.to_string(), "type": "server_error" } })
                         .to_string(),
-                ),
-                Event::default().data("[DONE]"),
-            ],
-        }
-    };
+                ));
+                    evs.push(Event::default().data("[DONE]"));
+                }
+            }
+            evs
+        };
     let head = match first {
         // A cached answer has no pieces of its own: it goes out whole.
         Some(Msg::Done(Ok((g, CacheStatus::Hit)))) => {

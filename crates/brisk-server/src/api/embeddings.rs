@@ -27,6 +27,8 @@ pub struct EmbeddingsRequest {
     /// Cut over-long inputs to the model's length instead of failing.
     #[serde(default)]
     pub truncate: bool,
+    #[serde(flatten)]
+    pub rest: serde_json::Map<String, Value>,
 }
 
 /// Turns OpenAI's `input` into a list of texts, or says precisely what is wrong.
@@ -102,6 +104,7 @@ pub async fn create(
     headers: HeaderMap,
     Json(req): Json<EmbeddingsRequest>,
 ) -> Result<axum::response::Response, AppError> {
+    super::openai_fields::refuse(super::openai_fields::EMBEDDINGS, &req.rest)?;
     let model = req
         .model
         .filter(|m| !m.is_empty())

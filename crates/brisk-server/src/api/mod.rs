@@ -29,6 +29,7 @@ pub mod embeddings;
 pub mod health;
 pub mod models;
 pub mod ocr;
+pub mod openai_fields;
 pub mod pipelines;
 pub mod rerank;
 pub mod speech;

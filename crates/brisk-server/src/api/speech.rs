@@ -29,9 +29,14 @@ pub struct SpeechRequest {
     pub response_format: Option<String>,
     #[serde(default)]
     pub speed: Option<f32>,
-    /// OpenAI's style prompt: not supported by piper voices, ignored.
+    /// OpenAI's style prompt: piper voices take none, so only empty.
     #[serde(default)]
     pub instructions: Option<String>,
+    /// Only `audio` (the whole file in the body).
+    #[serde(default)]
+    pub stream_format: Option<String>,
+    #[serde(flatten)]
+    pub rest: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -88,6 +93,26 @@ pub async fn speech(
     headers: axum::http::HeaderMap,
     Json(req): Json<SpeechRequest>,
 ) -> Result<Response, AppError> {
+    super::openai_fields::refuse(super::openai_fields::SPEECH, &req.rest)?;
+    if req
+        .instructions
+        .as_deref()
+        .is_some_and(|i| !i.trim().is_empty())
+    {
+        return Err(AppError::bad(
+            "instructions: piper voices take no style instructions",
+            "instructions",
+        ));
+    }
+    match req.stream_format.as_deref() {
+        None | Some("audio") => {}
+        Some(other) => {
+            return Err(AppError::bad(
+                format!("stream_format: only 'audio' is served, got '{other}'"),
+                "stream_format",
+            ))
+        }
+    }
     let model = req
         .model
         .filter(|m| !m.is_empty())
