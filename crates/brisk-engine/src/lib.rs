@@ -8,6 +8,7 @@ pub mod pipeline;
 mod registry;
 pub mod speech;
 pub mod timeline;
+pub mod topics;
 mod worker;
 
 pub use batch::BatchLimits;

@@ -59,6 +59,9 @@ pub struct LimitsConfig {
     pub max_tokens: usize,
     /// Messages in one chat request.
     pub max_messages: usize,
+    /// Documents in one topics request (`POST /v1/topics`, pipeline steps
+    /// with `task = "topics"`).
+    pub max_topic_documents: usize,
 }
 
 impl LimitsConfig {
@@ -120,6 +123,7 @@ impl Default for LimitsConfig {
             max_input_chars: 100_000,
             max_tokens: 4096,
             max_messages: 512,
+            max_topic_documents: 10_000,
         }
     }
 }

@@ -60,6 +60,7 @@ impl AppState {
             registry: self.registry.clone(),
             codec: Arc::new(api::decode::Codec),
             max_audio_seconds: self.config.server.max_audio_seconds,
+            max_topic_documents: self.config.limits.max_topic_documents,
         }
     }
 }

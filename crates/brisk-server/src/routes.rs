@@ -9,7 +9,9 @@ use crate::api::health::{live, metrics, ready, startup};
 use crate::api::models::{
     get_model, list_models, load_model, model_metadata, model_ready, unload_model,
 };
-use crate::api::{audio, cache, chat, dashboard, embeddings, ocr, pipelines, rerank, speech, vad};
+use crate::api::{
+    audio, cache, chat, dashboard, embeddings, ocr, pipelines, rerank, speech, topics, vad,
+};
 use crate::error::AppError;
 use crate::{auth, jobs, observe, stream, AppState};
 
@@ -38,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models/{model}/unload", post(unload_model))
         .route("/v1/embeddings", post(embeddings::create))
         .route("/v1/rerank", post(rerank::create))
+        .route("/v1/topics", post(topics::create))
         .route("/v1/chat/completions", post(chat::chat))
         .route("/v1/completions", post(chat::completion))
         .route("/v1/pipelines", get(pipelines::list))

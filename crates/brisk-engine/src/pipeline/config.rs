@@ -22,8 +22,13 @@ pub struct PipelineConfig {
 #[serde(deny_unknown_fields)]
 pub struct StepConfig {
     pub name: String,
-    /// A served model; the step's task is the model's task.
+    /// A served model; the step's task is the model's task, unless `task`
+    /// names another one the model's outputs feed.
     pub model: String,
+    /// `"topics"`: topic analysis of the selected list of documents with
+    /// this (embeddings) model, as `POST /v1/topics`; options as that
+    /// request's fields (`stop_words = "none"` for null).
+    pub task: Option<String>,
     /// Field selection: `request.FIELD` or `STEP.FIELD[.FIELD...]`.
     pub input: Option<String>,
     /// Template for the text: the user message of a generation step, the
@@ -34,7 +39,8 @@ pub struct StepConfig {
     /// Task options: generation `max_tokens`, `temperature`, `top_p`,
     /// `top_k`, `seed`, `stop`; embeddings `truncate`; transcription
     /// `language`, `prompt`, `temperature`, `translate`; rerank `documents`
-    /// (a selection of a list of strings), `top_n`, `truncate`.
+    /// (a selection of a list of strings), `top_n`, `truncate`; topics
+    /// `min_topic_size`, `nr_topics`, `top_n_words`, `stop_words`, `seed`.
     #[serde(default)]
     pub options: toml::Table,
 }
@@ -85,4 +91,65 @@ pub(super) struct TranscriptionOptions {
     pub(super) temperature: f32,
     #[serde(default)]
     pub(super) translate: bool,
+}
+
+/// A topics step (`task = "topics"`): the fields of `POST /v1/topics`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TopicOptions {
+    min_topic_size: Option<usize>,
+    /// "auto" or a number.
+    nr_topics: Option<toml::Value>,
+    top_n_words: Option<usize>,
+    /// "english", "none" or a list of words.
+    stop_words: Option<toml::Value>,
+    seed: Option<u64>,
+}
+
+impl TopicOptions {
+    pub(super) fn params(self) -> Result<crate::topics::TopicParams, String> {
+        use crate::topics::{NrTopics, StopWords, TopicParams};
+        let defaults = TopicParams::default();
+        let nr_topics = match self.nr_topics {
+            None => NrTopics::Keep,
+            Some(toml::Value::String(s)) if s == "auto" => NrTopics::Auto,
+            Some(toml::Value::Integer(n)) if n >= 1 => NrTopics::Count(n as usize),
+            Some(other) => {
+                return Err(format!(
+                    "nr_topics must be \"auto\" or a positive integer, got {other}"
+                ))
+            }
+        };
+        let stop_words = match self.stop_words {
+            None => StopWords::English,
+            Some(toml::Value::String(s)) if s == "english" => StopWords::English,
+            Some(toml::Value::String(s)) if s == "none" => StopWords::None,
+            Some(toml::Value::Array(items)) => StopWords::List(
+                items
+                    .into_iter()
+                    .map(|w| match w {
+                        toml::Value::String(s) => Ok(s),
+                        other => Err(format!("stop_words items must be strings, got {other}")),
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            Some(other) => {
+                return Err(format!(
+                    "stop_words must be \"english\", \"none\" or a list, got {other}"
+                ))
+            }
+        };
+        let params = TopicParams {
+            min_topic_size: self.min_topic_size.unwrap_or(defaults.min_topic_size),
+            nr_topics,
+            top_n_words: self.top_n_words.unwrap_or(defaults.top_n_words),
+            stop_words,
+            seed: self.seed.unwrap_or(defaults.seed),
+            ..defaults
+        };
+        if params.min_topic_size < 2 || params.top_n_words == 0 || params.top_n_words > 100 {
+            return Err("min_topic_size must be at least 2 and top_n_words in 1..=100".into());
+        }
+        Ok(params)
+    }
 }

@@ -18,7 +18,7 @@ use serde_json::{json, Map, Value};
 
 use super::config::{
     EmbeddingOptions, GenerationOptions, PipelineConfig, RerankOptions, SpeechOptions,
-    TranscriptionOptions,
+    TopicOptions, TranscriptionOptions,
 };
 use super::graph::{self as dag, Dag, DagError, StepFailure, StepResult, StepTiming};
 use crate::{CacheMode, CancelOnDrop, EngineError, Registry};
@@ -41,6 +41,9 @@ pub struct Runner {
     pub codec: Arc<dyn AudioCodec>,
     /// Longest audio a transcription step accepts.
     pub max_audio_seconds: f64,
+    /// Most documents a topics step accepts (the server's `[limits]
+    /// max_topic_documents`).
+    pub max_topic_documents: usize,
 }
 
 /// Why one step failed.
@@ -110,6 +113,9 @@ enum Kind {
         top_n: Option<usize>,
         truncate: bool,
     },
+    /// Topic analysis of the selected list of documents, embedded by the
+    /// step's (embeddings) model: `task = "topics"`.
+    Topics(crate::topics::TopicParams),
 }
 
 #[derive(Debug, Clone)]
@@ -146,6 +152,9 @@ fn output_fields(task: Task) -> &'static [&'static str] {
         Task::Vad | Task::Ocr => &[],
     }
 }
+
+/// What a topics step outputs (`POST /v1/topics`'s answer).
+const TOPIC_FIELDS: &[&str] = &["topics", "documents"];
 
 /// Templates fail on undefined values: a typo in a field name is an error
 /// naming the step, not a silently empty prompt.
@@ -205,6 +214,8 @@ impl Pipeline {
         };
         // Tasks first: reading a step's fields needs the task of that step.
         let mut tasks = HashMap::new();
+        // Steps with `task = "topics"` (their model serves embeddings).
+        let mut topic_steps = std::collections::HashSet::new();
         for s in &config.steps {
             if s.name.is_empty() || s.name == "request" || !is_identifier(&s.name) {
                 return Err(step_err(
@@ -223,6 +234,27 @@ impl Pipeline {
                         names => names.join(", "),
                     },
                 })?;
+            match s.task.as_deref() {
+                None => {}
+                Some("topics") if task == Task::Embeddings => {
+                    topic_steps.insert(s.name.as_str());
+                }
+                Some("topics") => {
+                    return Err(step_err(
+                        &s.name,
+                        format!(
+                            "a topics step needs an embeddings model; '{}' serves {task}",
+                            s.model
+                        ),
+                    ))
+                }
+                Some(other) => {
+                    return Err(step_err(
+                        &s.name,
+                        format!("task '{other}' is unknown; the only step task is 'topics'"),
+                    ))
+                }
+            }
             tasks.insert(s.name.as_str(), task);
         }
         let env = environment();
@@ -259,6 +291,17 @@ impl Pipeline {
             let bad_options =
                 |e: toml::de::Error| err(format!("options for {task}: {}", e.message()));
             let kind = match task {
+                _ if topic_steps.contains(s.name.as_str()) => {
+                    if !matches!(source, Source::Select { .. }) || s.system.is_some() {
+                        return Err(err(
+                            "a topics step reads a list of documents: input = \"request.FIELD\" or \"STEP.FIELD\"".into(),
+                        ));
+                    }
+                    let o: TopicOptions = options.try_into().map_err(|e: toml::de::Error| {
+                        err(format!("options for topics: {}", e.message()))
+                    })?;
+                    Kind::Topics(o.params().map_err(err)?)
+                }
                 Task::Transcription => {
                     let field = match &source {
                         Source::Select { root, path } if root == "request" && path.len() == 1 => {
@@ -351,7 +394,14 @@ impl Pipeline {
                 }
                 // A root that is no step is reported by the graph, which
                 // lists the steps; a known step's field is checked here.
-                if let (Some(&t), Some(f)) = (tasks.get(root.as_str()), &field) {
+                if let (true, Some(f)) = (topic_steps.contains(root.as_str()), &field) {
+                    if !TOPIC_FIELDS.contains(&f.as_str()) {
+                        return Err(err(format!(
+                            "reads '{root}.{f}', but a topics step outputs {}",
+                            TOPIC_FIELDS.join(", ")
+                        )));
+                    }
+                } else if let (Some(&t), Some(f)) = (tasks.get(root.as_str()), &field) {
                     if !output_fields(t).contains(&f.as_str()) {
                         return Err(err(format!(
                             "reads '{root}.{f}', but a {t} step outputs {}",
@@ -401,7 +451,10 @@ impl Pipeline {
                 json!({
                     "name": s.name,
                     "model": s.model,
-                    "task": registry.task_of(&s.model).ok(),
+                    "task": match s.kind {
+                        Kind::Topics(_) => Some("topics".to_string()),
+                        _ => registry.task_of(&s.model).ok().map(|t| t.to_string()),
+                    },
                     "inputs": self.dag.deps(i).iter().map(|&d| self.dag.name(d)).collect::<Vec<_>>(),
                 })
             })
@@ -587,6 +640,50 @@ impl StepContext {
 async fn run_step(runner: Runner, step: Step, ctx: StepContext) -> Result<Value, StepError> {
     let mut rerank_documents: Option<(Vec<String>, Option<usize>)> = None;
     let reply = match &step.kind {
+        Kind::Topics(params) => {
+            let documents = match &step.source {
+                Source::Select { root, path } => match ctx.select(root, path)? {
+                    Value::Array(items) => items
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, v)| match v {
+                            Value::String(s) => Ok(s),
+                            other => Err(bad_input(format!(
+                                "topics: document {i} must be text, got {other}"
+                            ))),
+                        })
+                        .collect::<Result<Vec<_>, _>>()?,
+                    other => {
+                        return Err(bad_input(format!(
+                            "topics need a list of documents, got {other}"
+                        )))
+                    }
+                },
+                Source::Template(_) => {
+                    return Err(bad_input("topics need a list of documents".into()))
+                }
+            };
+            if documents.len() > runner.max_topic_documents {
+                return Err(bad_input(format!(
+                    "topics: {} documents; at most {} are accepted ([limits] max_topic_documents)",
+                    documents.len(),
+                    runner.max_topic_documents
+                )));
+            }
+            let model = crate::topics::analyze(
+                &runner.registry,
+                &step.model,
+                documents,
+                params.clone(),
+                Arc::new(|_| ()),
+            )
+            .await?;
+            return serde_json::to_value(model).map_err(|e| {
+                StepError::Engine(EngineError::Backend(brisk_core::BackendError::Inference(
+                    e.to_string(),
+                )))
+            });
+        }
         Kind::Transcribe { field, options: o } => {
             let bytes = ctx.request.audio(field)?;
             let max_seconds = runner.max_audio_seconds;

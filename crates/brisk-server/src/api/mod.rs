@@ -7,6 +7,7 @@
 //! | `/v1/chat/completions`, `/v1/completions` | [`chat`] |
 //! | `/v1/embeddings`, `/v2/models/{m}/infer` | [`embeddings`] |
 //! | `/v1/rerank` | [`rerank`] |
+//! | `/v1/topics` | [`topics`] |
 //! | `/v1/audio/transcriptions`, `/v1/audio/translations` | [`audio`] |
 //! | `/v1/audio/speech` | [`speech`] |
 //! | `/v1/audio/vad` | [`vad`] |
@@ -33,5 +34,6 @@ pub mod openai_fields;
 pub mod pipelines;
 pub mod rerank;
 pub mod speech;
+pub mod topics;
 mod uploads;
 pub mod vad;

@@ -165,6 +165,10 @@ pub struct Jobs {
     /// Wakes idle workers when a job is queued.
     wake: Notify,
     running: Mutex<HashMap<String, tokio::task::AbortHandle>>,
+    /// Fraction done of running jobs whose endpoint reports it (topics,
+    /// audio analysis), kept in memory only: after a crash a requeued job
+    /// starts over anyway.
+    progress: Mutex<HashMap<String, f64>>,
     ids: (RandomState, AtomicU64),
 }
 
@@ -200,6 +204,7 @@ impl Jobs {
             config: config.clone(),
             wake: Notify::new(),
             running: Mutex::new(HashMap::new()),
+            progress: Mutex::new(HashMap::new()),
             ids: (RandomState::new(), AtomicU64::new(0)),
         };
         jobs.recover_blocking()?;
@@ -278,6 +283,28 @@ impl Jobs {
     /// The job's status and, once finished, its result; `None` when unknown
     /// or expired.
     pub async fn get(&self, id: &str) -> Result<Option<Value>, JobsError> {
+        let fraction = self.progress.lock().get(id).copied();
+        let job = self.get_row(id).await?;
+        Ok(job.map(|mut v| {
+            if let (Some(f), Some("running")) = (fraction, v["status"].as_str()) {
+                v["progress"] = json!(f);
+            }
+            v
+        }))
+    }
+
+    /// Records the fraction done (0..=1) of a running job; called by the
+    /// endpoint the job runs, which knows the job by its `x-brisk-job`
+    /// header. Ignored for a job that is not running.
+    pub fn report_progress(&self, id: &str, fraction: f64) {
+        if self.running.lock().contains_key(id) {
+            self.progress
+                .lock()
+                .insert(id.to_string(), fraction.clamp(0.0, 1.0));
+        }
+    }
+
+    async fn get_row(&self, id: &str) -> Result<Option<Value>, JobsError> {
         let id = id.to_string();
         let now = now_ms();
         self.pool
@@ -474,12 +501,16 @@ impl Jobs {
                 attempt = job.attempts);
             let outcome = self.run_one(&job, router.clone()).instrument(span).await;
             let Some(outcome) = outcome else {
+                self.progress.lock().remove(&job.id);
                 continue; // cancelled: the row already says so
             };
             if let Err(e) = self.finish(&job, outcome).await {
                 // The row stays `running`; the next start-up requeues it.
                 tracing::warn!(id = %job.id, error = %e, "recording a job result failed");
             }
+            // Only now: until the row says `succeeded`, readers see the last
+            // fraction rather than falling back to 0.
+            self.progress.lock().remove(&job.id);
         }
     }
 
