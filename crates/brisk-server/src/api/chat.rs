@@ -123,6 +123,19 @@ fn required_model(model: Option<String>) -> Result<String, AppError> {
 }
 
 impl Sampling {
+    /// How the answer to these sampling options is shaped.
+    fn output(&self, kind: Kind, tools: Option<Vec<String>>) -> Output {
+        Output {
+            kind,
+            tools,
+            stream: self.stream,
+            include_usage: self
+                .stream_options
+                .as_ref()
+                .is_some_and(|o| o.include_usage),
+        }
+    }
+
     fn params(&self) -> Result<GenerateParams, AppError> {
         if self.n.is_some_and(|n| n != 1) {
             return Err(AppError::bad("only n = 1 is supported", "n"));
@@ -612,16 +625,10 @@ pub async fn chat(
             "response_format",
         ));
     }
-    let output = Output {
-        kind: Kind::Chat,
-        tools: calls_tools.then(|| params.tools.iter().map(|t| t.name.clone()).collect()),
-        stream: req.sampling.stream,
-        include_usage: req
-            .sampling
-            .stream_options
-            .as_ref()
-            .is_some_and(|o| o.include_usage),
-    };
+    let output = req.sampling.output(
+        Kind::Chat,
+        calls_tools.then(|| params.tools.iter().map(|t| t.name.clone()).collect()),
+    );
     run(
         state,
         model,
@@ -660,16 +667,7 @@ pub async fn completion(
         .limits
         .check_chars(|| "'prompt'".into(), &prompt, "prompt")?;
     let params = req.sampling.params()?;
-    let output = Output {
-        kind: Kind::Completion,
-        tools: None,
-        stream: req.sampling.stream,
-        include_usage: req
-            .sampling
-            .stream_options
-            .as_ref()
-            .is_some_and(|o| o.include_usage),
-    };
+    let output = req.sampling.output(Kind::Completion, None);
     run(
         state,
         model,
