@@ -4,7 +4,7 @@
 //! flip, an `Ok`), never a panic, and within a time bound. The same parsers
 //! are the cargo-fuzz targets under `fuzz/`; this is their regression run.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;

@@ -2,7 +2,7 @@
 //! failing step fails the request with the step named and cancels its
 //! dependents, streaming sends one event per step, and startup validation.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

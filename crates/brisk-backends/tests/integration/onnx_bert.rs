@@ -4,7 +4,7 @@
 //! float32. Needs scripts/fetch-models all-minilm-l6-v2 onnxruntime.
 #![cfg(feature = "onnx")]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -5,7 +5,7 @@
 //! on speech synthesized by espeak-ng at test time (install it with
 //! scripts/install-deps).
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, OnceLock};

@@ -1,7 +1,7 @@
 //! Real Whisper tiny.en through `/v1/audio/transcriptions` (multipart), on
 //! real speech (beckett.wav) and on broken uploads.
 
-mod common;
+use crate::common;
 
 use axum::http::StatusCode;
 use brisk_server::AppState;

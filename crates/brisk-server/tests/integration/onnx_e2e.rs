@@ -6,7 +6,7 @@
 //! PP-OCR reads text rendered at test time with DejaVu Sans (Debian
 //! fonts-dejavu-core, see scripts/install-deps). Broken uploads get 400s.
 
-mod common;
+use crate::common;
 
 use ab_glyph::{Font, FontVec, PxScale, ScaleFont};
 use axum::body::Body;

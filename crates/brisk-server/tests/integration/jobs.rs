@@ -3,7 +3,7 @@
 //! expiry, failures, uploads, start-up recovery, and the real binary killed
 //! with SIGKILL mid-job finishing the job after a restart.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! through Whisper tiny.en, then MiniLM embeddings and a SmolLM2 reply on
 //! the transcript, the two branches at the same time.
 
-mod common;
+use crate::common;
 
 use axum::http::StatusCode;
 use serde_json::{json, Value};

@@ -4,7 +4,7 @@
 //! reuses the cached prefix, JSON-schema output validates, LoRA adapters
 //! are models of their own (`X:NAME`), and bad input is a 400 that says why.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

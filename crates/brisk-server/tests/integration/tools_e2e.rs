@@ -5,7 +5,7 @@
 //! a tool's result leads to a final answer, streamed deltas reassemble into
 //! the same call, and bad tool requests are 400s that say which part.
 
-mod common;
+use crate::common;
 
 use axum::http::StatusCode;
 use brisk_server::AppState;

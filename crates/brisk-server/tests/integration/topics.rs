@@ -2,7 +2,7 @@
 //! shape, every bad input as a 4xx in the OpenAI error shape, and a run as a
 //! job whose progress moves through fractions.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

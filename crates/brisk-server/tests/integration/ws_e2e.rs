@@ -4,7 +4,7 @@
 //! partials arrive before finals, a client sending faster than the model
 //! can keep up is closed with 1013, and protocol errors close with 1008.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! The real SmolLM2 GGUF through `/v1/chat/completions`: a factual answer,
 //! streaming equal to the plain answer, and context limits as 4xx.
 
-mod common;
+use crate::common;
 
 use axum::http::StatusCode;
 use brisk_server::AppState;

@@ -1,7 +1,7 @@
 //! HTTP behaviour against the router (`oneshot`) and against real servers
 //! on loopback, using the simulated backend.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

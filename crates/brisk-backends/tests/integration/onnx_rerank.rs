@@ -6,7 +6,7 @@
 //! scripts/fetch-models onnxruntime.
 #![cfg(feature = "onnx")]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -3,7 +3,7 @@
 //! (tests/fixtures/minilm_reference.json, made by scripts/gen_minilm_reference.py).
 #![cfg(feature = "candle")]
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

@@ -1,7 +1,7 @@
 //! The real MiniLM through the HTTP API: discovery under the models folder,
 //! dynamic batching under concurrency, and input limits.
 
-mod common;
+use crate::common;
 
 use axum::http::StatusCode;
 use brisk_core::cosine;

@@ -1,5 +1,5 @@
 //! Helpers shared by the server's integration tests.
-// Each test binary compiles this module and uses a different part of it.
+// Each test module uses a different part of it, some only under a feature.
 #![allow(dead_code)]
 
 use std::path::PathBuf;

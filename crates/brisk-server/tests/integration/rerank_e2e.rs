@@ -4,7 +4,7 @@
 //! scores come from sentence-transformers' CrossEncoder). Needs
 //! scripts/fetch-models onnxruntime.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

@@ -2,7 +2,7 @@
 //! `x-brisk-cache`, `Cache-Control`, stats, clearing, streaming hits,
 //! prewarming, the disk tier across a restart, and metrics.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

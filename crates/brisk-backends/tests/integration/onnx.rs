@@ -5,7 +5,7 @@
 //! scripts/install-deps) and PP-OCR on text rendered at test time with
 //! DejaVu Sans (Debian fonts-dejavu-core).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 
