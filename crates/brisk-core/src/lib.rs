@@ -319,6 +319,9 @@ pub enum Response {
         /// Tokens actually fed to the model (for `usage`).
         prompt_tokens: usize,
     },
+    /// Music/audio analysis of an upload (no model): the JSON of
+    /// `brisk_audio::Analysis`, kept as text so this crate needs no audio code.
+    AudioAnalysis(String),
 }
 
 /// Document indices by relevance, most relevant first (equal scores keep

@@ -211,6 +211,9 @@ pub struct ServerConfig {
     pub max_audio_bytes: usize,
     /// Longest audio accepted, in seconds (checked while decoding).
     pub max_audio_seconds: f64,
+    /// Largest upload to `/v1/audio/analysis`, in bytes (spooled to disk,
+    /// analysed in a stream, so memory does not grow with it); 413 past it.
+    pub max_analysis_bytes: usize,
     /// Browser origins allowed by CORS (exact, e.g. `https://app.example`).
     /// Empty: no CORS headers at all, so browsers refuse cross-origin calls.
     pub cors_origins: Vec<String>,
@@ -228,6 +231,7 @@ impl Default for ServerConfig {
             inference_threads: 0,
             max_audio_bytes: 100 * 1024 * 1024,
             max_audio_seconds: 3.0 * 3600.0,
+            max_analysis_bytes: 512 * 1024 * 1024,
             cors_origins: Vec::new(),
         }
     }

@@ -10,7 +10,8 @@ use crate::api::models::{
     get_model, list_models, load_model, model_metadata, model_ready, unload_model,
 };
 use crate::api::{
-    audio, cache, chat, dashboard, embeddings, ocr, pipelines, rerank, speech, topics, vad,
+    analysis, audio, cache, chat, dashboard, embeddings, ocr, pipelines, rerank, speech, topics,
+    vad,
 };
 use crate::error::AppError;
 use crate::{auth, jobs, observe, stream, AppState};
@@ -27,6 +28,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/ocr", post(ocr::recognize))
         .route("/v1/jobs", post(jobs::submit))
         .layer(axum::extract::DefaultBodyLimit::max(max_audio));
+    // Analysis uploads are spooled to disk: their own, larger limit.
+    let analysis = Router::new()
+        .route("/v1/audio/analysis", post(analysis::analyze))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.config.server.max_analysis_bytes,
+        ));
     Router::new()
         .route("/", get(dashboard::page))
         .route("/v2/health/live", get(live))
@@ -53,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .merge(uploads)
+        .merge(analysis)
         .fallback(not_found)
         // Auth runs inside `track`, so refused requests are still counted.
         .layer(axum::middleware::from_fn_with_state(

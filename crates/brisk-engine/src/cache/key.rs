@@ -237,7 +237,8 @@ pub fn storable(response: &Response) -> bool {
         | Response::Vad(_)
         | Response::Speech(_)
         | Response::Ocr(_)
-        | Response::Rerank { .. } => true,
+        | Response::Rerank { .. }
+        | Response::AudioAnalysis(_) => true,
     }
 }
 

@@ -23,11 +23,16 @@ pub struct PipelineConfig {
 pub struct StepConfig {
     pub name: String,
     /// A served model; the step's task is the model's task, unless `task`
-    /// names another one the model's outputs feed.
+    /// names another one the model's outputs feed. Empty for
+    /// `task = "audio_analysis"`, which needs no model.
+    #[serde(default)]
     pub model: String,
     /// `"topics"`: topic analysis of the selected list of documents with
     /// this (embeddings) model, as `POST /v1/topics`; options as that
     /// request's fields (`stop_words = "none"` for null).
+    /// `"audio_analysis"`: music/audio features of the uploaded file the
+    /// input selects (`request.FIELD`), as `POST /v1/audio/analysis`; no
+    /// model; option `features` (a list of names, default all).
     pub task: Option<String>,
     /// Field selection: `request.FIELD` or `STEP.FIELD[.FIELD...]`.
     pub input: Option<String>,
@@ -152,4 +157,12 @@ impl TopicOptions {
         }
         Ok(params)
     }
+}
+
+/// An audio analysis step (`task = "audio_analysis"`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AnalysisOptions {
+    /// Feature names (`POST /v1/audio/analysis`'s `features`); default all.
+    pub(super) features: Option<Vec<String>>,
 }

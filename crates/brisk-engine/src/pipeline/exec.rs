@@ -17,8 +17,8 @@ use brisk_core::{
 use serde_json::{json, Map, Value};
 
 use super::config::{
-    EmbeddingOptions, GenerationOptions, PipelineConfig, RerankOptions, SpeechOptions,
-    TopicOptions, TranscriptionOptions,
+    AnalysisOptions, EmbeddingOptions, GenerationOptions, PipelineConfig, RerankOptions,
+    SpeechOptions, TopicOptions, TranscriptionOptions,
 };
 use super::graph::{self as dag, Dag, DagError, StepFailure, StepResult, StepTiming};
 use crate::{CacheMode, CancelOnDrop, EngineError, Registry};
@@ -32,6 +32,19 @@ pub trait AudioCodec: Send + Sync + 'static {
     fn decode(&self, bytes: &[u8], max_seconds: f64) -> Result<Vec<f32>, StepError>;
     /// 16-bit mono WAV.
     fn encode_wav(&self, samples: &[f32], sample_rate: u32) -> Vec<u8>;
+    /// The result-cache key of an audio analysis of `bytes` for `features`
+    /// (comma-separated names; empty = all), the same key
+    /// `POST /v1/audio/analysis` uses, so both share results. Fails on an
+    /// unknown feature name.
+    fn analysis_key(&self, bytes: &[u8], features: &str) -> Result<crate::cache::Key, StepError>;
+    /// Music/audio analysis of an audio file, as the JSON text
+    /// `POST /v1/audio/analysis` answers. Blocking (CPU-bound).
+    fn analyze(
+        &self,
+        bytes: Vec<u8>,
+        features: &str,
+        max_seconds: f64,
+    ) -> Result<String, StepError>;
 }
 
 /// What running steps needs. Cheap to clone.
@@ -116,6 +129,12 @@ enum Kind {
     /// Topic analysis of the selected list of documents, embedded by the
     /// step's (embeddings) model: `task = "topics"`.
     Topics(crate::topics::TopicParams),
+    /// Music/audio features of the audio in this request field, no model:
+    /// `task = "audio_analysis"`. `features`: comma-separated, empty = all.
+    AudioAnalysis {
+        field: String,
+        features: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -155,6 +174,22 @@ fn output_fields(task: Task) -> &'static [&'static str] {
 
 /// What a topics step outputs (`POST /v1/topics`'s answer).
 const TOPIC_FIELDS: &[&str] = &["topics", "documents"];
+
+/// What an audio analysis step outputs (`POST /v1/audio/analysis`'s answer;
+/// features not asked for are absent).
+const ANALYSIS_FIELDS: &[&str] = &[
+    "duration",
+    "sample_rate",
+    "channels",
+    "loudness",
+    "tempo",
+    "key",
+    "rms",
+    "spectral",
+    "zero_crossing_rate",
+    "mfcc",
+    "chroma",
+];
 
 /// Templates fail on undefined values: a typo in a field name is an error
 /// naming the step, not a silently empty prompt.
@@ -216,12 +251,24 @@ impl Pipeline {
         let mut tasks = HashMap::new();
         // Steps with `task = "topics"` (their model serves embeddings).
         let mut topic_steps = std::collections::HashSet::new();
+        // Steps with `task = "audio_analysis"` (no model, so no task here).
+        let mut analysis_steps = std::collections::HashSet::new();
         for s in &config.steps {
             if s.name.is_empty() || s.name == "request" || !is_identifier(&s.name) {
                 return Err(step_err(
                     &s.name,
                     "step names must be identifiers (letters, digits, _) other than 'request', so templates can read them".into(),
                 ));
+            }
+            if s.task.as_deref() == Some("audio_analysis") {
+                if !s.model.is_empty() {
+                    return Err(step_err(
+                        &s.name,
+                        "an audio_analysis step uses no model; remove 'model'".into(),
+                    ));
+                }
+                analysis_steps.insert(s.name.as_str());
+                continue;
             }
             let task = registry
                 .task_of(&s.model)
@@ -251,7 +298,9 @@ impl Pipeline {
                 Some(other) => {
                     return Err(step_err(
                         &s.name,
-                        format!("task '{other}' is unknown; the only step task is 'topics'"),
+                        format!(
+                        "task '{other}' is unknown; step tasks are 'topics' and 'audio_analysis'"
+                    ),
                     ))
                 }
             }
@@ -262,7 +311,6 @@ impl Pipeline {
         let mut graph = Vec::new();
         for s in &config.steps {
             let err = |reason: String| step_err(&s.name, reason);
-            let task = tasks[s.name.as_str()];
             // (root, field) pairs the step reads, for the graph and checks.
             let mut reads: Vec<(String, Option<String>)> = Vec::new();
             let source = match (&s.input, &s.prompt) {
@@ -288,6 +336,43 @@ impl Pipeline {
                 reads.extend(template_reads(&env, sys).map_err(|e| err(format!("system: {e}")))?);
             }
             let options = toml::Value::Table(s.options.clone());
+            if analysis_steps.contains(s.name.as_str()) {
+                let field = match &source {
+                    Source::Select { root, path } if root == "request" && path.len() == 1 => {
+                        path[0].clone()
+                    }
+                    _ => {
+                        return Err(err(
+                            "an audio_analysis step reads audio from the request: input = \"request.FIELD\"".into(),
+                        ))
+                    }
+                };
+                if s.system.is_some() {
+                    return Err(err("'system' is only for generation steps".into()));
+                }
+                let o: AnalysisOptions = options.try_into().map_err(|e: toml::de::Error| {
+                    err(format!("options for audio_analysis: {}", e.message()))
+                })?;
+                let features = o.features.unwrap_or_default();
+                if features
+                    .iter()
+                    .any(|f| f.trim().is_empty() || f.contains(','))
+                {
+                    return Err(err("features must be a list of feature names".into()));
+                }
+                graph.push((s.name.clone(), Vec::new()));
+                steps.push(Step {
+                    name: s.name.clone(),
+                    model: String::new(),
+                    source,
+                    kind: Kind::AudioAnalysis {
+                        field,
+                        features: features.join(","),
+                    },
+                });
+                continue;
+            }
+            let task = tasks[s.name.as_str()];
             let bad_options =
                 |e: toml::de::Error| err(format!("options for {task}: {}", e.message()));
             let kind = match task {
@@ -394,7 +479,14 @@ impl Pipeline {
                 }
                 // A root that is no step is reported by the graph, which
                 // lists the steps; a known step's field is checked here.
-                if let (true, Some(f)) = (topic_steps.contains(root.as_str()), &field) {
+                if let (true, Some(f)) = (analysis_steps.contains(root.as_str()), &field) {
+                    if !ANALYSIS_FIELDS.contains(&f.as_str()) {
+                        return Err(err(format!(
+                            "reads '{root}.{f}', but an audio_analysis step outputs {}",
+                            ANALYSIS_FIELDS.join(", ")
+                        )));
+                    }
+                } else if let (true, Some(f)) = (topic_steps.contains(root.as_str()), &field) {
                     if !TOPIC_FIELDS.contains(&f.as_str()) {
                         return Err(err(format!(
                             "reads '{root}.{f}', but a topics step outputs {}",
@@ -453,6 +545,7 @@ impl Pipeline {
                     "model": s.model,
                     "task": match s.kind {
                         Kind::Topics(_) => Some("topics".to_string()),
+                        Kind::AudioAnalysis { .. } => Some("audio_analysis".to_string()),
                         _ => registry.task_of(&s.model).ok().map(|t| t.to_string()),
                     },
                     "inputs": self.dag.deps(i).iter().map(|&d| self.dag.name(d)).collect::<Vec<_>>(),
@@ -684,6 +777,27 @@ async fn run_step(runner: Runner, step: Step, ctx: StepContext) -> Result<Value,
                 )))
             });
         }
+        Kind::AudioAnalysis { field, features } => {
+            let bytes = ctx.request.audio(field)?;
+            let codec = runner.codec.clone();
+            let key = codec.analysis_key(&bytes, features)?;
+            let (features, max_seconds) = (features.clone(), runner.max_audio_seconds);
+            let compute = move || async move {
+                let json = tokio::task::spawn_blocking(move || {
+                    codec.analyze(bytes, &features, max_seconds)
+                })
+                .await
+                .map_err(|e| {
+                    EngineError::Backend(brisk_core::BackendError::Inference(e.to_string()))
+                })??;
+                Ok::<_, StepError>(TaskResponse::AudioAnalysis(json))
+            };
+            // The same cache entries as `POST /v1/audio/analysis`.
+            match runner.registry.cache() {
+                Some(c) => c.get_or_compute(key, CacheMode::Use, compute).await?,
+                None => (compute().await?, crate::CacheStatus::Bypass),
+            }
+        }
         Kind::Transcribe { field, options: o } => {
             let bytes = ctx.request.audio(field)?;
             let max_seconds = runner.max_audio_seconds;
@@ -811,6 +925,11 @@ async fn run_step(runner: Runner, step: Step, ctx: StepContext) -> Result<Value,
                 "prompt_tokens": prompt_tokens,
             })
         }
+        TaskResponse::AudioAnalysis(json) => serde_json::from_str(&json).map_err(|e| {
+            StepError::Engine(EngineError::Backend(brisk_core::BackendError::Inference(
+                format!("analysis result is not JSON: {e}"),
+            )))
+        })?,
         TaskResponse::Speech(a) => {
             let wav = runner.codec.encode_wav(&a.samples, a.sample_rate);
             json!({

@@ -85,4 +85,30 @@ impl brisk_engine::pipeline::AudioCodec for Codec {
     fn encode_wav(&self, _samples: &[f32], _sample_rate: u32) -> Vec<u8> {
         Vec::new()
     }
+
+    fn analysis_key(
+        &self,
+        bytes: &[u8],
+        features: &str,
+    ) -> Result<brisk_engine::cache::Key, brisk_engine::pipeline::StepError> {
+        super::analysis::key_of(bytes, features)
+            .map_err(brisk_engine::pipeline::StepError::BadInput)
+    }
+
+    fn analyze(
+        &self,
+        bytes: Vec<u8>,
+        features: &str,
+        max_seconds: f64,
+    ) -> Result<String, brisk_engine::pipeline::StepError> {
+        use brisk_engine::pipeline::StepError;
+        super::analysis::analyze_bytes(bytes, features, max_seconds).map_err(|e| match e {
+            brisk_audio::AnalysisError::InvalidInput(m) => StepError::BadInput(m),
+            brisk_audio::AnalysisError::Io(e) => {
+                StepError::Engine(brisk_engine::EngineError::Backend(
+                    brisk_core::BackendError::Inference(e.to_string()),
+                ))
+            }
+        })
+    }
 }

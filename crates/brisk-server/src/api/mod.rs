@@ -10,6 +10,7 @@
 //! | `/v1/topics` | [`topics`] |
 //! | `/v1/audio/transcriptions`, `/v1/audio/translations` | [`audio`] |
 //! | `/v1/audio/speech` | [`speech`] |
+//! | `/v1/audio/analysis` | [`analysis`] |
 //! | `/v1/audio/vad` | [`vad`] |
 //! | `/v1/ocr` | [`ocr`] |
 //! | `/v1/pipelines[/{name}]` | [`pipelines`] |
@@ -21,6 +22,7 @@
 //! The router is [`crate::routes`]; jobs and the live transcription
 //! WebSocket are [`crate::jobs`] and [`crate::stream`].
 
+pub mod analysis;
 pub mod audio;
 pub mod cache;
 pub mod chat;

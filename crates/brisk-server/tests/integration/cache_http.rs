@@ -2,8 +2,6 @@
 //! `x-brisk-cache`, `Cache-Control`, stats, clearing, streaming hits,
 //! prewarming, the disk tier across a restart, and metrics.
 
-use crate::common;
-
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
