@@ -265,6 +265,22 @@ impl Backend for SimBackend {
                 }
                 Request::Transcribe(t) if self.task == Task::Transcription => {
                     let duration = t.audio.len() as f64 / 16_000.0;
+                    // Simulated word times: the words spread evenly over the audio.
+                    let words = if t.word_timestamps {
+                        let ws: Vec<&str> = self.text.split_whitespace().collect();
+                        let step = duration / ws.len().max(1) as f64;
+                        ws.iter()
+                            .enumerate()
+                            .map(|(i, w)| brisk_core::Word {
+                                word: format!(" {w}"),
+                                start: i as f64 * step,
+                                end: (i + 1) as f64 * step,
+                                probability: 1.0,
+                            })
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
                     Ok(Response::Transcribe(brisk_core::Transcript {
                         text: self.text.clone(),
                         language: Some(t.language.unwrap_or_else(|| "en".into())),
@@ -275,6 +291,7 @@ impl Backend for SimBackend {
                             end: duration,
                             text: self.text.clone(),
                         }],
+                        words,
                     }))
                 }
                 other => Err(BackendError::Unsupported(format!("{}", other.task()))),

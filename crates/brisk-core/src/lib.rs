@@ -265,6 +265,11 @@ pub struct TranscribeRequest {
     pub temperature: f32,
     /// Translate to English instead of transcribing (multilingual models).
     pub translate: bool,
+    /// Time each word (`timestamp_granularities[]=word`); a model without
+    /// alignment heads refuses it.
+    pub word_timestamps: bool,
+    /// Beam search width; `None` keeps the engine's default (greedy).
+    pub beam_size: Option<usize>,
 }
 
 impl fmt::Debug for TranscribeRequest {
@@ -275,6 +280,8 @@ impl fmt::Debug for TranscribeRequest {
             .field("prompt", &self.prompt)
             .field("temperature", &self.temperature)
             .field("translate", &self.translate)
+            .field("word_timestamps", &self.word_timestamps)
+            .field("beam_size", &self.beam_size)
             .finish()
     }
 }
@@ -288,6 +295,16 @@ pub struct Segment {
     pub text: String,
 }
 
+/// One timed word of a transcript (OpenAI's `verbose_json` `words`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Word {
+    pub word: String,
+    pub start: f64,
+    pub end: f64,
+    /// The aligner's confidence in the word, 0 to 1.
+    pub probability: f32,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Transcript {
     pub text: String,
@@ -295,6 +312,9 @@ pub struct Transcript {
     /// Seconds of audio.
     pub duration: f64,
     pub segments: Vec<Segment>,
+    /// Word timings, when they were asked for (else empty).
+    #[serde(default)]
+    pub words: Vec<Word>,
 }
 
 /// The answer to one [`Request`]. Serializable so the result cache can

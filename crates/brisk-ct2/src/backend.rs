@@ -66,13 +66,19 @@ impl Backend for Ct2Whisper {
                         language: t.language,
                         prompt: t.prompt,
                         translate: t.translate,
+                        word_timestamps: t.word_timestamps,
                         ..Default::default()
                     };
+                    if let Some(b) = t.beam_size {
+                        opts.beam_size = b;
+                    }
                     // Temperature 0 (OpenAI's default) keeps the fallback
                     // schedule 0, 0.2, ..., 1.0; another value is used alone.
                     if t.temperature > 0.0 || !t.temperature.is_finite() {
                         opts.temperatures = vec![t.temperature];
                     }
+                    // Times to the millisecond, as OpenAI's verbose_json.
+                    let ms = |t: f64| (t * 1000.0).round() / 1000.0;
                     self.transcribe(&t.audio, &opts).map(|tr| {
                         let segments: Vec<brisk_core::Segment> = tr
                             .segments
@@ -80,9 +86,20 @@ impl Backend for Ct2Whisper {
                             .enumerate()
                             .map(|(id, s)| brisk_core::Segment {
                                 id,
-                                start: (s.start * 1000.0).round() / 1000.0,
-                                end: ((s.end * 1000.0).round() / 1000.0).min(tr.duration),
+                                start: ms(s.start),
+                                end: ms(s.end).min(tr.duration),
                                 text: s.text.trim().to_string(),
+                            })
+                            .collect();
+                        let words = tr
+                            .segments
+                            .iter()
+                            .flat_map(|s| &s.words)
+                            .map(|w| brisk_core::Word {
+                                word: w.word.clone(),
+                                start: ms(w.start),
+                                end: ms(w.end).min(tr.duration),
+                                probability: w.probability,
                             })
                             .collect();
                         Response::Transcribe(brisk_core::Transcript {
@@ -94,6 +111,7 @@ impl Backend for Ct2Whisper {
                             language: Some(tr.language.clone()),
                             duration: tr.duration,
                             segments,
+                            words,
                         })
                     })
                 }

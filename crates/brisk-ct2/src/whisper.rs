@@ -423,7 +423,8 @@ impl Ct2Whisper {
         }
         if opts.word_timestamps && !self.has_alignment_heads {
             return Err(invalid_input(
-                "word timestamps need a model whose config.json lists alignment_heads",
+                "word timestamps (timestamp_granularities[]=word) need a model whose \
+                 config.json lists alignment_heads; this one lists none",
             ));
         }
         let mut language = self.resolve_language(opts.language.as_deref())?;

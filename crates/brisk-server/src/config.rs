@@ -199,6 +199,11 @@ pub struct ServerConfig {
     pub host: String,
     pub port: u16,
     pub models_dir: PathBuf,
+    /// Where brisk keeps its state (the jobs database, the disk cache):
+    /// relative `[jobs] db_path` and `[cache] disk_path` resolve against it.
+    /// `None`: `$XDG_STATE_HOME/brisk`, else `~/.local/state/brisk`
+    /// ([`default_state_dir`]); never the working directory.
+    pub state_dir: Option<PathBuf>,
     /// Also serve every model found under `models_dir` (with the defaults).
     pub discover: bool,
     /// Largest request body accepted, in bytes.
@@ -225,6 +230,7 @@ impl Default for ServerConfig {
             host: "127.0.0.1".into(),
             port: 8080,
             models_dir: PathBuf::from("./models"),
+            state_dir: None,
             discover: true,
             max_body_bytes: 2 * 1024 * 1024,
             shutdown_timeout_s: 30,
@@ -529,12 +535,31 @@ pub fn resolve_source(source: &str, models_dir: &Path) -> Result<PathBuf, String
     })
 }
 
+/// The state dir when none is configured: `$XDG_STATE_HOME/brisk`, else
+/// `$HOME/.local/state/brisk` (the XDG base-directory default), else a
+/// `brisk-state` folder in the temp dir for a process without a home.
+pub fn default_state_dir() -> PathBuf {
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(x) = var("XDG_STATE_HOME").filter(|p| p.is_absolute()) {
+        return x.join("brisk");
+    }
+    match var("HOME") {
+        Some(home) => home.join(".local/state/brisk"),
+        None => std::env::temp_dir().join("brisk-state"),
+    }
+}
+
 /// `[jobs]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct JobsConfig {
     pub enabled: bool,
-    /// The SQLite file; relative paths resolve against the working directory.
+    /// The SQLite file; a relative path resolves against the state dir
+    /// (`[server] state_dir`) when the server starts.
     pub db_path: PathBuf,
     /// Jobs run at the same time.
     pub workers: usize,
@@ -554,7 +579,7 @@ impl Default for JobsConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            db_path: PathBuf::from("./brisk-jobs.sqlite"),
+            db_path: PathBuf::from("jobs.sqlite"),
             workers: 2,
             result_ttl_s: 24 * 3600,
             max_attempts: 3,

@@ -8,6 +8,8 @@ pub const HOST: &str = "BRISK_HOST";
 pub const PORT: &str = "BRISK_PORT";
 /// Folder scanned for models and against which relative model paths resolve.
 pub const MODELS_DIR: &str = "BRISK_MODELS_DIR";
+/// Folder for brisk's state: jobs database, disk cache (same as `--state-dir`).
+pub const STATE_DIR: &str = "BRISK_STATE_DIR";
 /// Log filter in `tracing_subscriber::EnvFilter` syntax (default `info`).
 pub const LOG: &str = "BRISK_LOG";
 /// Log format: `text` (default) or `json`.

@@ -32,6 +32,10 @@ pub enum AppError {
     /// A server-side store (e.g. the jobs database) cannot answer now.
     #[error("{0}")]
     Unavailable(String),
+    /// An error the HTTP layer answered itself (a rejection, a wrong
+    /// method, a timeout), reshaped by [`uniform`].
+    #[error("{message}")]
+    Http { status: StatusCode, message: String },
     /// A pipeline step failed; status and code are the step's own error's.
     #[error("pipeline step '{step}' failed: {source}")]
     Step { step: String, source: Box<AppError> },
@@ -60,6 +64,26 @@ impl AppError {
             AppError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, INVALID, "invalid_api_key"),
             AppError::Forbidden(_) => (StatusCode::FORBIDDEN, INVALID, "permission_denied"),
             AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, SERVER, "unavailable"),
+            AppError::Http { status, .. } => {
+                let code = match *status {
+                    StatusCode::BAD_REQUEST => "invalid_request",
+                    StatusCode::NOT_FOUND => "not_found",
+                    StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+                    StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => "timeout",
+                    StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+                    StatusCode::UNPROCESSABLE_ENTITY => "invalid_request",
+                    StatusCode::TOO_MANY_REQUESTS => "rate_limited",
+                    s if s.is_server_error() => "internal_error",
+                    _ => "http_error",
+                };
+                let kind = if status.is_server_error() {
+                    SERVER
+                } else {
+                    INVALID
+                };
+                (*status, kind, code)
+            }
             AppError::Engine(e) => match e {
                 E::UnknownModel(_) => (StatusCode::NOT_FOUND, INVALID, "model_not_found"),
                 E::WrongTask { .. } => (StatusCode::BAD_REQUEST, INVALID, "wrong_model_task"),
@@ -192,13 +216,12 @@ where
             Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(
                 AppError::PayloadTooLarge("request body is larger than the server accepts".into()),
             ),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(AppError::Http {
+                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                message: "expected a JSON body with Content-Type: application/json".into(),
+            }),
             Err(rejection) => Err(AppError::BadRequest {
-                message: match &rejection {
-                    JsonRejection::MissingJsonContentType(_) => {
-                        "expected a JSON body with Content-Type: application/json".to_string()
-                    }
-                    other => other.body_text(),
-                },
+                message: rejection.body_text(),
                 param: None,
             }),
         }
@@ -214,5 +237,87 @@ pub fn multipart_error(e: axum::extract::multipart::MultipartError) -> AppError 
             message: format!("invalid multipart body: {}", e.body_text()),
             param: None,
         }
+    }
+}
+
+/// Answers every error in OpenAI's shape, including those that never reach
+/// a handler's `AppError`: axum's own rejections (query, path, WebSocket
+/// upgrade), 405 for a wrong method, body limits hit by extractors that
+/// answer in plain text, and any empty-bodied 4xx/5xx. A response that is
+/// already JSON passes untouched, so handler errors keep their `param`.
+/// Headers the status relies on (`Allow`, `Retry-After`,
+/// `WWW-Authenticate`) are kept.
+pub async fn uniform(req: Request, next: axum::middleware::Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    // Rejection texts are short; a huge plain-text error body is cut.
+    let text = axum::body::to_bytes(body, 16 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let allow = parts
+        .headers
+        .get(header::ALLOW)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let message = if status == StatusCode::METHOD_NOT_ALLOWED {
+        format!("{method} is not allowed on {path}; allowed: {allow}")
+    } else if text.is_empty() {
+        format!(
+            "{} ({method} {path})",
+            status.canonical_reason().unwrap_or("error")
+        )
+    } else {
+        text
+    };
+    let mut out = AppError::Http { status, message }.into_response();
+    for name in [header::ALLOW, header::RETRY_AFTER, header::WWW_AUTHENTICATE] {
+        if let Some(v) = parts.headers.get(&name) {
+            out.headers_mut().insert(name, v.clone());
+        }
+    }
+    out
+}
+
+/// axum's `Multipart`, with its rejection in our shape: a body that is not
+/// `multipart/form-data` (JSON sent to an upload endpoint, say) is a 415
+/// that says what was expected.
+pub struct Multipart(pub axum::extract::Multipart);
+
+impl<S: Send + Sync> FromRequest<S> for Multipart {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none")
+            .to_string();
+        axum::extract::Multipart::from_request(req, state)
+            .await
+            .map(Multipart)
+            .map_err(|_| AppError::Http {
+                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                message: format!(
+                    "expected a multipart/form-data body (with a boundary), got \
+                     Content-Type: {content_type}"
+                ),
+            })
     }
 }

@@ -16,6 +16,44 @@ use crate::api::{
 use crate::error::AppError;
 use crate::{auth, jobs, observe, stream, AppState};
 
+/// Every route the router serves, as (method, path). The router below is
+/// written out by hand (each handler has its own type); this table is what
+/// tests walk to check each route's errors, and a unit test checks it
+/// against the router: each entry answers, and a method not listed is 405.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/v1/audio/transcriptions"),
+    ("POST", "/v1/audio/translations"),
+    ("POST", "/v1/pipelines/{name}"),
+    ("POST", "/v1/audio/vad"),
+    ("POST", "/v1/ocr"),
+    ("POST", "/v1/jobs"),
+    ("POST", "/v1/audio/analysis"),
+    ("GET", "/"),
+    ("GET", "/v2/health/live"),
+    ("GET", "/v2/health/ready"),
+    ("GET", "/v2/models/{model}/ready"),
+    ("GET", "/v2/models/{model}"),
+    ("POST", "/v2/models/{model}/infer"),
+    ("GET", "/v1/models"),
+    ("GET", "/v1/models/{model}"),
+    ("POST", "/v1/models/{model}/load"),
+    ("POST", "/v1/models/{model}/unload"),
+    ("POST", "/v1/embeddings"),
+    ("POST", "/v1/rerank"),
+    ("POST", "/v1/topics"),
+    ("POST", "/v1/chat/completions"),
+    ("POST", "/v1/completions"),
+    ("GET", "/v1/pipelines"),
+    ("POST", "/v1/audio/speech"),
+    ("GET", "/v1/startup"),
+    ("GET", "/v1/audio/transcriptions/stream"),
+    ("GET", "/v1/jobs/{id}"),
+    ("DELETE", "/v1/jobs/{id}"),
+    ("GET", "/v1/cache/stats"),
+    ("DELETE", "/v1/cache"),
+    ("GET", "/metrics"),
+];
+
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.server.max_body_bytes;
     let max_audio = state.config.server.max_audio_bytes;
@@ -68,6 +106,9 @@ pub fn router(state: AppState) -> Router {
             auth::check,
         ))
         .layer(cors(&state.config.server.cors_origins))
+        // Outside auth and the routes, so every error anything below
+        // answers (rejections, 405, body limits) leaves in OpenAI's shape.
+        .layer(axum::middleware::from_fn(crate::error::uniform))
         .layer(axum::middleware::from_fn(observe::track))
         .with_state(state)
 }

@@ -20,6 +20,7 @@ pub struct ServeOptions {
     pub host: Option<String>,
     pub port: Option<u16>,
     pub models_dir: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Reads the config (or the embedded default) and applies CLI/env overrides.
@@ -36,6 +37,21 @@ pub fn load_config(opts: &ServeOptions) -> anyhow::Result<Config> {
     }
     if let Some(d) = &opts.models_dir {
         config.server.models_dir = d.clone();
+    }
+    if let Some(d) = &opts.state_dir {
+        config.server.state_dir = Some(d.clone());
+    }
+    // State goes under the state dir, never into the working directory.
+    let state_dir = config
+        .server
+        .state_dir
+        .clone()
+        .unwrap_or_else(crate::config::default_state_dir);
+    if config.jobs.db_path.is_relative() {
+        config.jobs.db_path = state_dir.join(&config.jobs.db_path);
+    }
+    if let Some(p) = config.cache.disk_path.as_mut().filter(|p| p.is_relative()) {
+        *p = state_dir.join(&*p);
     }
     Ok(config)
 }

@@ -682,6 +682,18 @@ impl Backend for WhisperModel {
         batch
             .into_iter()
             .map(|r| match r {
+                Request::Transcribe(t) if t.word_timestamps => Err(BackendError::InvalidInput(
+                    "word timestamps (timestamp_granularities[]=word) are not available on \
+                     the candle Whisper engine; serve the model with backend ct2-whisper"
+                        .into(),
+                )),
+                Request::Transcribe(t) if t.beam_size.is_some_and(|b| b > 1) => {
+                    Err(BackendError::InvalidInput(
+                        "beam_size: the candle Whisper engine decodes greedily only; \
+                         serve the model with backend ct2-whisper for beam search"
+                            .into(),
+                    ))
+                }
                 Request::Transcribe(t) => {
                     let opts = TranscribeOptions {
                         language: t.language,
@@ -708,6 +720,7 @@ impl Backend for WhisperModel {
                                     text: s.text,
                                 })
                                 .collect(),
+                            words: Vec::new(),
                         })
                     })
                 }

@@ -15,7 +15,7 @@ pub type Key = [u8; 32];
 
 /// Bumped whenever the encoding below or the stored value format changes,
 /// so old persistent/Redis entries are simply never found again.
-const VERSION: &[u8] = b"brisk-cache-v1";
+const VERSION: &[u8] = b"brisk-cache-v2";
 
 struct Encoder(blake3::Hasher);
 
@@ -175,6 +175,8 @@ pub fn cache_key(model: &str, revision: &str, request: &Request) -> Option<Key> 
             e.opt_str(t.language.as_deref());
             e.opt_str(t.prompt.as_deref());
             e.tag(u8::from(t.translate));
+            e.tag(u8::from(t.word_timestamps));
+            e.u64(t.beam_size.map_or(0, |b| b as u64));
         }
         Request::Vad(v) => {
             e.tag(4);
@@ -390,6 +392,8 @@ mod tests {
                 prompt: None,
                 temperature,
                 translate,
+                word_timestamps: false,
+                beam_size: None,
             })
         };
         let a = cache_key("w", "r", &t(vec![0.1; 100], 0.0, false));
@@ -398,6 +402,17 @@ mod tests {
         assert_ne!(a, cache_key("w", "r", &t(vec![0.1; 101], 0.0, false)));
         assert_ne!(a, cache_key("w", "r", &t(vec![0.1; 100], 0.0, true)));
         assert!(cache_key("w", "r", &t(vec![0.1; 100], 0.4, false)).is_none());
+        let with = |word_timestamps: bool, beam_size: Option<usize>| {
+            let Request::Transcribe(mut r) = t(vec![0.1; 100], 0.0, false) else {
+                unreachable!()
+            };
+            r.word_timestamps = word_timestamps;
+            r.beam_size = beam_size;
+            cache_key("w", "r", &Request::Transcribe(r))
+        };
+        assert_eq!(a, with(false, None));
+        assert_ne!(a, with(true, None));
+        assert_ne!(a, with(false, Some(5)));
     }
 
     #[test]

@@ -813,6 +813,8 @@ async fn run_step(runner: Runner, step: Step, ctx: StepContext) -> Result<Value,
                 prompt: o.prompt.clone(),
                 temperature: o.temperature,
                 translate: o.translate,
+                word_timestamps: false,
+                beam_size: None,
             });
             runner
                 .registry

@@ -72,6 +72,7 @@ pub fn plan(segments: &[SpeechSegment]) -> Vec<(f64, f64)> {
 pub fn stitch(pieces: Vec<((f64, f64), Transcript)>, duration: f64) -> Transcript {
     let mut text = Vec::new();
     let mut segments = Vec::new();
+    let mut words = Vec::new();
     let mut language = None;
     for ((start, _), t) in pieces {
         language = language.or(t.language);
@@ -87,12 +88,18 @@ pub fn stitch(pieces: Vec<((f64, f64), Transcript)>, duration: f64) -> Transcrip
                 text: s.text,
             });
         }
+        words.extend(t.words.into_iter().map(|w| brisk_core::Word {
+            start: start + w.start,
+            end: start + w.end,
+            ..w
+        }));
     }
     Transcript {
         text: text.join(" "),
         language,
         duration,
         segments,
+        words,
     }
 }
 
@@ -139,6 +146,12 @@ mod tests {
                 end,
                 text: text.into(),
             }],
+            words: vec![brisk_core::Word {
+                word: text.into(),
+                start: 0.5,
+                end,
+                probability: 0.9,
+            }],
         };
         let out = stitch(
             vec![
@@ -158,5 +171,7 @@ mod tests {
             ),
             (1, 40.5, 44.0)
         );
+        let words: Vec<_> = out.words.iter().map(|w| (w.start, w.end)).collect();
+        assert_eq!(words, vec![(2.5, 5.0), (40.5, 44.0)]);
     }
 }

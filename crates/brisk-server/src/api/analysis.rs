@@ -157,7 +157,7 @@ fn cache_key(hash: &[u8; 32], features: FeatureSet) -> brisk_engine::cache::Key 
 pub async fn analyze(
     State(s): State<AppState>,
     headers: HeaderMap,
-    mp: Multipart,
+    crate::error::Multipart(mp): crate::error::Multipart,
 ) -> Result<Response, AppError> {
     let (spooled, features) = read_form(mp, s.config.server.max_analysis_bytes).await?;
     let opts = AnalyzeOptions {

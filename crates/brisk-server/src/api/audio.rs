@@ -40,8 +40,9 @@ impl Format {
     }
 }
 
-/// The multipart fields OpenAI defines (unknown fields are ignored, as
-/// the SDKs send extras such as `timestamp_granularities[]`).
+/// The multipart fields OpenAI defines, and faster-whisper's `beam_size`
+/// and `vad_filter`. A field OpenAI defines that brisk lacks is refused
+/// (openai_fields); other unknown fields are ignored.
 struct Form {
     file: Vec<u8>,
     model: String,
@@ -51,6 +52,13 @@ struct Form {
     format: Format,
     /// `chunking_strategy`: cut at silences found by a VAD model.
     chunking: Option<brisk_core::VadParams>,
+    /// `timestamp_granularities[]=word`.
+    words: bool,
+    /// `beam_size` (faster-whisper's option): beam search width.
+    beam_size: Option<usize>,
+    /// `vad_filter` (faster-whisper's option): `None` means on for audio
+    /// over 30 s when a VAD model is configured.
+    vad_filter: Option<bool>,
 }
 
 async fn read_form(mut mp: Multipart, translate: bool) -> Result<Form, AppError> {
@@ -68,6 +76,9 @@ async fn read_form(mut mp: Multipart, translate: bool) -> Result<Form, AppError>
     let mut temperature = 0.0f32;
     let mut format = Format::Json;
     let mut chunking = None;
+    let mut words = false;
+    let mut beam_size = None;
+    let mut vad_filter = None;
     while let Some(field) = mp.next_field().await.map_err(multipart_error)? {
         let name = field.name().unwrap_or_default().to_string();
         if name == "file" {
@@ -102,14 +113,7 @@ async fn read_form(mut mp: Multipart, translate: bool) -> Result<Form, AppError>
                 match text.as_str() {
                     // Segments are in verbose_json already.
                     "segment" | "" => {}
-                    "word" => {
-                        return Err(bad(
-                            "timestamp_granularities: word timestamps are not served yet; \
-                             segment timestamps are in verbose_json"
-                                .into(),
-                            "timestamp_granularities",
-                        ))
-                    }
+                    "word" => words = true,
                     other => {
                         return Err(bad(
                             format!(
@@ -119,6 +123,31 @@ async fn read_form(mut mp: Multipart, translate: bool) -> Result<Form, AppError>
                         ))
                     }
                 }
+            }
+            "beam_size" => {
+                beam_size = Some(
+                    text.parse()
+                        .ok()
+                        .filter(|b: &usize| (1..=16).contains(b))
+                        .ok_or_else(|| {
+                            bad(
+                                format!("beam_size must be an integer from 1 to 16, got '{text}'"),
+                                "beam_size",
+                            )
+                        })?,
+                );
+            }
+            "vad_filter" => {
+                vad_filter = Some(match text.as_str() {
+                    "true" => true,
+                    "false" => false,
+                    other => {
+                        return Err(bad(
+                            format!("vad_filter must be true or false, got '{other}'"),
+                            "vad_filter",
+                        ))
+                    }
+                });
             }
             "stream" if !translate => {
                 if text == "true" {
@@ -148,6 +177,20 @@ async fn read_form(mut mp: Multipart, translate: bool) -> Result<Form, AppError>
             ));
         }
     }
+    if words && format != Format::VerboseJson {
+        // As OpenAI: the words have nowhere to go in the other formats.
+        return Err(bad(
+            "timestamp_granularities[]=word needs response_format=verbose_json".into(),
+            "timestamp_granularities",
+        ));
+    }
+    if vad_filter == Some(false) && chunking.is_some() {
+        return Err(bad(
+            "vad_filter=false contradicts chunking_strategy, which cuts at the VAD's silences"
+                .into(),
+            "vad_filter",
+        ));
+    }
     Ok(Form {
         file,
         model,
@@ -156,13 +199,16 @@ async fn read_form(mut mp: Multipart, translate: bool) -> Result<Form, AppError>
         temperature,
         format,
         chunking,
+        words,
+        beam_size,
+        vad_filter,
     })
 }
 
 pub async fn transcriptions(
     state: State<AppState>,
     headers: HeaderMap,
-    mp: Multipart,
+    crate::error::Multipart(mp): crate::error::Multipart,
 ) -> Result<Response, AppError> {
     run(state, &headers, mp, false).await
 }
@@ -170,7 +216,7 @@ pub async fn transcriptions(
 pub async fn translations(
     state: State<AppState>,
     headers: HeaderMap,
-    mp: Multipart,
+    crate::error::Multipart(mp): crate::error::Multipart,
 ) -> Result<Response, AppError> {
     run(state, &headers, mp, true).await
 }
@@ -203,6 +249,24 @@ async fn run(
                 ))
             })??;
     let mode = super::cache::mode(headers);
+    // faster-whisper's vad_filter: on request, or by default past 30 s of
+    // audio when a VAD model is there to find the silences (cutting there
+    // keeps a 30 s window from ending mid-word, and skips the silences).
+    let vad = vad_model(&state);
+    if form.chunking.is_none() {
+        let long = audio.len() > 30 * 16_000;
+        form.chunking = match (form.vad_filter, &vad) {
+            (Some(true), None) => {
+                return Err(AppError::bad(
+                    "vad_filter needs a voice activity detection model; none is configured",
+                    "vad_filter",
+                ))
+            }
+            (Some(true), Some(_)) => Some(brisk_core::VadParams::default()),
+            (None, Some(_)) if long => Some(brisk_core::VadParams::default()),
+            _ => None,
+        };
+    }
     let (t, status) = match form.chunking {
         None => transcribe(&state, &form, audio, translate, mode).await?,
         Some(params) => transcribe_chunked(&state, &form, audio, translate, params, mode).await?,
@@ -226,6 +290,8 @@ async fn transcribe(
         prompt: form.prompt.clone(),
         temperature: form.temperature,
         translate,
+        word_timestamps: form.words,
+        beam_size: form.beam_size,
     });
     match state
         .registry
@@ -251,19 +317,12 @@ async fn transcribe_chunked(
     params: brisk_core::VadParams,
     mode: CacheMode,
 ) -> Result<(Transcript, CacheStatus), AppError> {
-    let vad_model = state
-        .registry
-        .status()
-        .into_iter()
-        .filter(|m| m.task == brisk_core::Task::Vad)
-        .map(|m| m.name)
-        .min()
-        .ok_or_else(|| {
-            AppError::bad(
-                "chunking_strategy needs a voice activity detection model; none is configured",
-                "chunking_strategy",
-            )
-        })?;
+    let vad_model = vad_model(state).ok_or_else(|| {
+        AppError::bad(
+            "chunking_strategy needs a voice activity detection model; none is configured",
+            "chunking_strategy",
+        )
+    })?;
     let duration = audio.len() as f64 / 16_000.0;
     // The VAD gets its own copy: the pieces are cut from `audio` afterwards.
     let request = Request::Vad(brisk_core::VadRequest {
@@ -305,6 +364,17 @@ async fn transcribe_chunked(
     ))
 }
 
+/// The VAD model long audio is cut with: the first by name, if any.
+fn vad_model(state: &AppState) -> Option<String> {
+    state
+        .registry
+        .status()
+        .into_iter()
+        .filter(|m| m.task == brisk_core::Task::Vad)
+        .map(|m| m.name)
+        .min()
+}
+
 fn render(t: &Transcript, format: Format, translate: bool) -> Response {
     match format {
         Format::Json => axum::Json(json!({ "text": t.text })).into_response(),
@@ -315,14 +385,20 @@ fn render(t: &Transcript, format: Format, translate: bool) -> Response {
             .into_response(),
         Format::Srt => ([(header::CONTENT_TYPE, "application/x-subrip")], srt(t)).into_response(),
         Format::Vtt => ([(header::CONTENT_TYPE, "text/vtt")], vtt(t)).into_response(),
-        Format::VerboseJson => axum::Json(json!({
-            "task": if translate { "translate" } else { "transcribe" },
-            "language": t.language,
-            "duration": t.duration,
-            "text": t.text,
-            "segments": t.segments,
-        }))
-        .into_response(),
+        Format::VerboseJson => {
+            let mut body = json!({
+                "task": if translate { "translate" } else { "transcribe" },
+                "language": t.language,
+                "duration": t.duration,
+                "text": t.text,
+                "segments": t.segments,
+            });
+            // `words` only when asked for, as OpenAI answers.
+            if !t.words.is_empty() {
+                body["words"] = json!(t.words);
+            }
+            axum::Json(body).into_response()
+        }
     }
 }
 
@@ -391,6 +467,7 @@ mod tests {
                     text: " Ever failed.".into(),
                 },
             ],
+            words: Vec::new(),
         }
     }
 

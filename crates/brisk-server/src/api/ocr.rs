@@ -4,7 +4,7 @@
 //! by newlines) and every line with its confidence and box corners (pixels:
 //! top-left, top-right, bottom-right, bottom-left).
 
-use axum::extract::{Multipart, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use brisk_core::{Request, Task};
 use serde_json::json;
@@ -16,7 +16,7 @@ use crate::AppState;
 pub async fn recognize(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
-    mp: Multipart,
+    crate::error::Multipart(mp): crate::error::Multipart,
 ) -> Result<Response, AppError> {
     let upload = uploads::read(mp).await?;
     uploads::check_task(&state, &upload.model, Task::Ocr)?;

@@ -5,7 +5,7 @@
 //! `speech_pad_ms` (silero's parameter names). The reply lists speech
 //! segments in seconds.
 
-use axum::extract::{Multipart, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use brisk_core::{Request, Task, VadParams, VadRequest};
 use serde_json::json;
@@ -52,7 +52,7 @@ fn params(fields: &std::collections::HashMap<String, String>) -> Result<VadParam
 pub async fn detect(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
-    mp: Multipart,
+    crate::error::Multipart(mp): crate::error::Multipart,
 ) -> Result<Response, AppError> {
     let upload = uploads::read(mp).await?;
     let params = params(&upload.fields)?;

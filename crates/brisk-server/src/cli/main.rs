@@ -30,6 +30,21 @@ enum Command {
         port: Option<u16>,
         #[arg(long, env = env::MODELS_DIR)]
         models_dir: Option<PathBuf>,
+        /// Folder for the jobs database and the disk cache (default
+        /// $XDG_STATE_HOME/brisk, else ~/.local/state/brisk).
+        #[arg(long, env = env::STATE_DIR)]
+        state_dir: Option<PathBuf>,
+    },
+    /// List the models the config (or the models folder) would serve: task,
+    /// backend, size on disk and problems, without starting a server.
+    Models {
+        #[arg(long, env = env::CONFIG)]
+        config: Option<PathBuf>,
+        #[arg(long, env = env::MODELS_DIR)]
+        models_dir: Option<PathBuf>,
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Benchmarks.
     Bench {
@@ -135,6 +150,7 @@ fn main() -> anyhow::Result<()> {
             host,
             port,
             models_dir,
+            state_dir,
         } => {
             observe::init_logging();
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -146,9 +162,27 @@ fn main() -> anyhow::Result<()> {
                     host,
                     port,
                     models_dir,
+                    state_dir,
                 },
                 started,
             ))
+        }
+        Command::Models {
+            config,
+            models_dir,
+            json,
+        } => {
+            let rows = brisk_server::cli::models::list(&ServeOptions {
+                config,
+                models_dir,
+                ..Default::default()
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print!("{}", brisk_server::cli::models::table(&rows));
+            }
+            Ok(())
         }
         Command::Bench {
             bench:

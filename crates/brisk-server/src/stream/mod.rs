@@ -526,6 +526,8 @@ async fn transcribe(state: &AppState, t: &Target, audio: Vec<f32>) -> Result<Str
         prompt: t.prompt.clone(),
         temperature: 0.0,
         translate: false,
+        word_timestamps: false,
+        beam_size: None,
     });
     // Live audio never repeats: caching it would only evict useful entries.
     match state

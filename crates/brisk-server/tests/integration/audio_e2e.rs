@@ -210,3 +210,242 @@ async fn broken_uploads_get_clear_4xx() {
     assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
     assert!(body.contains("English-only"), "{body}");
 }
+
+/// beckett.wav `times` times with a second of silence between: a file past
+/// Whisper's 30 s window when `times` is 4.
+fn beckett_repeated(times: usize) -> Vec<u8> {
+    let wav = beckett();
+    let data = wav
+        .windows(4)
+        .position(|w| w == b"data")
+        .expect("data chunk");
+    let pcm = &wav[data + 8..];
+    let mut all = Vec::new();
+    for i in 0..times {
+        if i > 0 {
+            all.extend(std::iter::repeat_n(0u8, 2 * 16_000));
+        }
+        all.extend_from_slice(pcm);
+    }
+    let mut out = wav[..data + 4].to_vec();
+    out.extend_from_slice(&(all.len() as u32).to_le_bytes());
+    out.extend_from_slice(&all);
+    let riff = (out.len() - 8) as u32;
+    out[4..8].copy_from_slice(&riff.to_le_bytes());
+    out
+}
+
+fn vad_loads(s: &AppState) -> u64 {
+    s.registry
+        .status()
+        .into_iter()
+        .find(|m| m.task == brisk_core::Task::Vad)
+        .expect("a VAD model under the models dir")
+        .loads
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn word_timestamps_beam_size_and_their_bad_values() {
+    let s = state(50 << 20, 600.0);
+    let wav = beckett();
+    let words = [
+        ("model", MODEL),
+        ("response_format", "verbose_json"),
+        ("timestamp_granularities[]", "word"),
+        ("timestamp_granularities[]", "segment"),
+    ];
+    let (st, body) = post(&s, "/v1/audio/transcriptions", &words, Some(&wav)).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("json");
+    let list = v["words"].as_array().expect("words");
+    assert!(list.len() >= 10, "{body}");
+    let duration = v["duration"].as_f64().expect("duration");
+    let mut last = 0.0;
+    for w in list {
+        let (start, end) = (
+            w["start"].as_f64().expect("number"),
+            w["end"].as_f64().expect("number"),
+        );
+        assert!(
+            start >= last && end >= start && end <= duration,
+            "{w} after {last}"
+        );
+        last = start;
+    }
+    let joined: String = list
+        .iter()
+        .map(|w| w["word"].as_str().expect("string"))
+        .collect();
+    assert_eq!(
+        common::words(&joined),
+        common::words(v["text"].as_str().expect("string"))
+    );
+    // Without the granularity there are no words, as OpenAI answers.
+    let (_, plain) = post(
+        &s,
+        "/v1/audio/transcriptions",
+        &[("model", MODEL), ("response_format", "verbose_json")],
+        Some(&wav),
+    )
+    .await;
+    let plain: Value = serde_json::from_str(&plain).expect("json");
+    assert!(plain.get("words").is_none(), "{plain}");
+    assert!(plain["segments"].as_array().is_some_and(|s| !s.is_empty()));
+
+    // Words only fit in verbose_json.
+    let (st, body) = post(
+        &s,
+        "/v1/audio/transcriptions",
+        &[("model", MODEL), ("timestamp_granularities[]", "word")],
+        Some(&wav),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body.contains("\"param\":\"timestamp_granularities\""),
+        "{body}"
+    );
+
+    // Beam search (faster-whisper's beam_size): same words on clear speech.
+    let (st, body) = post(
+        &s,
+        "/v1/audio/transcriptions",
+        &[("model", MODEL), ("beam_size", "5")],
+        Some(&wav),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("json");
+    assert!(
+        common::wer(BECKETT, v["text"].as_str().expect("string")) <= 0.2,
+        "{body}"
+    );
+    for bad in ["0", "17", "two", "-1"] {
+        let (st, body) = post(
+            &s,
+            "/v1/audio/transcriptions",
+            &[("model", MODEL), ("beam_size", bad)],
+            Some(&wav),
+        )
+        .await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert!(body.contains("\"param\":\"beam_size\""), "{body}");
+    }
+    let (st, body) = post(
+        &s,
+        "/v1/audio/transcriptions",
+        &[("model", MODEL), ("vad_filter", "yes")],
+        Some(&wav),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("\"param\":\"vad_filter\""), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn word_timestamps_on_a_model_without_alignment_heads_are_a_400() {
+    // A models dir holding a copy of tiny.en whose config.json lists no
+    // alignment heads (the weights are symlinks).
+    let src = models_dir().join(MODEL);
+    let dir = std::env::temp_dir().join(format!("brisk-noheads-{}", std::process::id()));
+    let model = dir.join("whisper-noheads");
+    std::fs::create_dir_all(&model).expect("mkdir");
+    for f in ["model.bin", "tokenizer.json", "vocabulary.txt"] {
+        let _ = std::fs::remove_file(model.join(f));
+        std::os::unix::fs::symlink(src.join(f), model.join(f)).expect("symlink");
+    }
+    let mut cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).expect("config"))
+            .expect("json");
+    cfg.as_object_mut()
+        .expect("object")
+        .remove("alignment_heads");
+    std::fs::write(model.join("config.json"), cfg.to_string()).expect("write");
+    let s = common::default_state(dir.clone(), |_| {});
+    let wav = beckett();
+    let ask = |words: bool| {
+        let mut f = vec![
+            ("model", "whisper-noheads"),
+            ("response_format", "verbose_json"),
+        ];
+        if words {
+            f.push(("timestamp_granularities[]", "word"));
+        }
+        f
+    };
+    let (st, body) = post(&s, "/v1/audio/transcriptions", &ask(true), Some(&wav)).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body.contains("alignment_heads") && body.contains("timestamp_granularities"),
+        "{body}"
+    );
+    // The same model still transcribes without word times.
+    let (st, body) = post(&s, "/v1/audio/transcriptions", &ask(false), Some(&wav)).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_audio_is_cut_at_the_vads_silences_by_default() {
+    let wav = beckett_repeated(4);
+    // Default: past 30 s, the VAD model finds the silences.
+    let s = state(50 << 20, 600.0);
+    assert_eq!(vad_loads(&s), 0);
+    let (st, body) = post(
+        &s,
+        "/v1/audio/transcriptions",
+        &[("model", MODEL), ("response_format", "verbose_json")],
+        Some(&wav),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(vad_loads(&s), 1, "the VAD model ran");
+    let v: Value = serde_json::from_str(&body).expect("json");
+    let four = [BECKETT; 4].join(" ");
+    let text = v["text"].as_str().expect("string");
+    assert!(common::wer(&four, text) <= 0.2, "{text}");
+    assert!(v["duration"].as_f64().expect("number") > 40.0, "{body}");
+
+    // vad_filter=false: one pass over the whole file, no VAD.
+    let s = state(50 << 20, 600.0);
+    let (st, body) = post(
+        &s,
+        "/v1/audio/transcriptions",
+        &[("model", MODEL), ("vad_filter", "false")],
+        Some(&wav),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(vad_loads(&s), 0, "no VAD with vad_filter=false");
+    let text: Value = serde_json::from_str(&body).expect("json");
+    // Over one long pass tiny.en sometimes writes "Ever-tried": a hyphen is
+    // not a word error.
+    let text = text["text"].as_str().expect("string").replace('-', " ");
+    assert!(common::wer(&four, &text) <= 0.2, "{body}");
+
+    // Short audio with vad_filter=true goes through the VAD too.
+    let (st, body) = post(
+        &s,
+        "/v1/audio/transcriptions",
+        &[("model", MODEL), ("vad_filter", "true")],
+        Some(&beckett()),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(vad_loads(&s), 1);
+
+    // vad_filter=false contradicts an explicit chunking_strategy.
+    let (st, body) = post(
+        &s,
+        "/v1/audio/transcriptions",
+        &[
+            ("model", MODEL),
+            ("vad_filter", "false"),
+            ("chunking_strategy", "auto"),
+        ],
+        Some(&beckett()),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("\"param\":\"vad_filter\""), "{body}");
+}

@@ -16,6 +16,7 @@ mod cache_http;
 mod chat_e2e;
 mod common;
 mod embeddings_e2e;
+mod errors;
 mod generation_e2e;
 mod http;
 mod jobs;
