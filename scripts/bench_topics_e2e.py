@@ -73,7 +73,9 @@ source = "all-minilm-l6-v2"
 
 def run_python(corpus, model_dir):
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", PY, corpus, model_dir], check=True, capture_output=True, text=True)
+    env = dict(os.environ, HF_HUB_OFFLINE="1")  # no hub here: the local folder only
+    out = subprocess.run([sys.executable, "-c", PY, corpus, model_dir], check=True, capture_output=True,
+                         text=True, env=env)
     return time.perf_counter() - start, json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -6,8 +6,9 @@ documents = 1,200 short documents. Each document mixes topic sentences built
 from a per-topic vocabulary with neutral filler sentences, and one in eight
 borrows a word from another topic, so the clustering is not trivial.
 
-Usage: python3 scripts/topics_corpus.py > tests/fixtures/topics/corpus.jsonl
-Each line: {"text": ..., "label": "<topic name>"}.
+Usage: python3 scripts/topics_corpus.py [PER_TOPIC] > tests/fixtures/topics/corpus.jsonl
+(PER_TOPIC defaults to 150; 1250 gives the 10,000-document job corpus of
+scripts/topics_job.py.) Each line: {"text": ..., "label": "<topic name>"}.
 """
 import json
 import random
@@ -116,4 +117,4 @@ def main(per_topic=150, seed=2026):
 
 
 if __name__ == "__main__":
-    main()
+    main(per_topic=int(sys.argv[1]) if len(sys.argv) > 1 else 150)

@@ -114,11 +114,68 @@ pub fn analyze<R: Read + Seek + Send + Sync + 'static>(
     .unwrap_or_else(|_| Err(invalid("cannot decode audio (malformed file)")))
 }
 
+/// EBU R128 measured on a thread of its own. The loudness meter (with its
+/// 4x oversampled true peak on every channel) costs about as much as all the
+/// frame features together, and needs nothing from them, so on a machine
+/// with two cores the two halves run side by side. The channel is bounded:
+/// if the meter falls behind, the decoder waits instead of queueing the
+/// file in memory.
+struct LoudnessThread {
+    tx: Option<std::sync::mpsc::SyncSender<Vec<f32>>>,
+    handle: Option<std::thread::JoinHandle<Result<Loudness, AnalysisError>>>,
+}
+
+/// Decoded blocks in flight to the loudness thread (a packet is at most a
+/// few thousand frames, so this is well under a megabyte).
+const LOUDNESS_QUEUE: usize = 16;
+
+impl LoudnessThread {
+    fn spawn(rate: u32, channels: usize) -> Result<Self, AnalysisError> {
+        // Made here, not on the thread, so a bad rate or channel count is
+        // an error before any decoding.
+        let mut ebu = EbuR128::new(channels as u32, rate, Mode::I | Mode::LRA | Mode::TRUE_PEAK)
+            .map_err(|e| invalid(format!("cannot measure loudness of this audio: {e}")))?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<f32>>(LOUDNESS_QUEUE);
+        let handle = std::thread::Builder::new()
+            .name("brisk-loudness".into())
+            .spawn(move || {
+                for block in rx {
+                    ebu.add_frames_f32(&block)
+                        .map_err(|e| invalid(format!("cannot measure loudness: {e}")))?;
+                }
+                loudness(&ebu, channels)
+            })
+            .map_err(|e| invalid(format!("cannot start the loudness meter: {e}")))?;
+        Ok(Self {
+            tx: Some(tx),
+            handle: Some(handle),
+        })
+    }
+
+    fn push(&mut self, interleaved: &[f32]) {
+        if let Some(tx) = &self.tx {
+            if tx.send(interleaved.to_vec()).is_err() {
+                // The meter stopped on an error; `finish` reports it.
+                self.tx = None;
+            }
+        }
+    }
+
+    fn finish(mut self) -> Result<Loudness, AnalysisError> {
+        // Closing the channel ends the thread's loop.
+        self.tx = None;
+        match self.handle.take().map(|h| h.join()) {
+            Some(Ok(result)) => result,
+            _ => Err(invalid("the loudness meter failed")),
+        }
+    }
+}
+
 struct State {
     rate: u32,
     channels: usize,
     frames_in: u64,
-    ebu: Option<EbuR128>,
+    ebu: Option<LoudnessThread>,
     resampler: Option<MonoResampler>,
     frames: Option<FrameAnalyzer>,
     mono: Vec<f32>,
@@ -127,10 +184,7 @@ struct State {
 impl State {
     fn new(rate: u32, channels: usize, want: FeatureSet) -> Result<Self, AnalysisError> {
         let ebu = if want.has(Feature::Loudness) {
-            Some(
-                EbuR128::new(channels as u32, rate, Mode::I | Mode::LRA | Mode::TRUE_PEAK)
-                    .map_err(|e| invalid(format!("cannot measure loudness of this audio: {e}")))?,
-            )
+            Some(LoudnessThread::spawn(rate, channels)?)
         } else {
             None
         };
@@ -156,8 +210,7 @@ impl State {
     fn push(&mut self, interleaved: &[f32]) -> Result<(), AnalysisError> {
         self.frames_in += (interleaved.len() / self.channels) as u64;
         if let Some(ebu) = self.ebu.as_mut() {
-            ebu.add_frames_f32(interleaved)
-                .map_err(|e| invalid(format!("cannot measure loudness: {e}")))?;
+            ebu.push(interleaved);
         }
         if let (Some(rs), Some(fa)) = (self.resampler.as_mut(), self.frames.as_mut()) {
             let scale = 1.0 / self.channels as f32;
@@ -174,16 +227,17 @@ impl State {
 
     fn finish(mut self, want: FeatureSet) -> Result<Analysis, AnalysisError> {
         let duration = self.frames_in as f64 / f64::from(self.rate);
-        let loudness = match self.ebu.as_ref() {
-            Some(ebu) => Some(loudness(ebu, self.channels)?),
-            None => None,
-        };
+        // The frame features finish first, while the meter drains its queue.
         let fr: Option<FrameResult> = match (self.resampler.as_mut(), self.frames.take()) {
             (Some(rs), Some(mut fa)) => {
                 rs.finish(&mut |s| fa.push(s))?;
                 Some(fa.finish())
             }
             _ => None,
+        };
+        let loudness = match self.ebu.take() {
+            Some(ebu) => Some(ebu.finish()?),
+            None => None,
         };
         let pick = |f: Feature| fr.as_ref().filter(|_| want.has(f));
         let frame_rate = f64::from(SR) / HOP as f64;
