@@ -613,6 +613,11 @@ pub struct StreamConfig {
     pub max_message_bytes: usize,
     /// Silence that ends an utterance.
     pub hangover_ms: usize,
+    /// Voice detector: `auto` (the first silero VAD model configured, else
+    /// the energy detector), `energy`, or the name of a silero VAD model.
+    pub vad: String,
+    /// Silero: a 32 ms window is speech at this probability or above.
+    pub vad_threshold: f32,
     /// Energy VAD: speech is this many times louder than the noise floor.
     pub vad_ratio: f32,
     /// Energy VAD: and louder than this RMS (full scale 1.0).
@@ -626,7 +631,9 @@ impl Default for StreamConfig {
             default_model: None,
             partial_interval_ms: 1000,
             max_utterance_s: 25.0,
-            max_pending_utterances: 4,
+            // Silero cuts at every phrase: a 10 s file streamed at 10x
+            // real time queues 6 utterances at once.
+            max_pending_utterances: 8,
             max_pending_events: 32,
             send_timeout_ms: 5000,
             idle_timeout_s: 60,
@@ -634,6 +641,8 @@ impl Default for StreamConfig {
             hangover_ms: brisk_engine::speech::energy_vad::SegmentSettings::default().hangover_ms,
             vad_ratio: e.ratio,
             vad_min_rms: e.min_rms,
+            vad: "auto".into(),
+            vad_threshold: brisk_core::VadParams::default().threshold,
         }
     }
 }

@@ -27,6 +27,50 @@ pub fn looks_like_silero(dir: &Path) -> bool {
     dir.join(MODEL_FILE).is_file()
 }
 
+/// What silero carries from one window to the next: its recurrent state
+/// and the input, whose last 64 samples are the next window's context.
+struct Recurrent {
+    state: Vec<f32>,
+    input: Vec<f32>,
+}
+
+impl Default for Recurrent {
+    fn default() -> Self {
+        Self {
+            state: vec![0f32; STATE_LEN],
+            input: vec![0f32; CONTEXT + WINDOW],
+        }
+    }
+}
+
+/// Silero on live audio, window by window: the state a whole-file
+/// [`SileroVad::probabilities`] keeps in a loop is kept here between calls,
+/// so a live stream scores exactly as the same audio sent at once.
+pub struct SileroStream {
+    vad: SileroVad,
+    rec: Recurrent,
+}
+
+impl SileroStream {
+    pub fn new(vad: SileroVad) -> Self {
+        Self {
+            vad,
+            rec: Recurrent::default(),
+        }
+    }
+
+    /// Speech probability of the next window of at most [`WINDOW`] samples.
+    pub fn next(&mut self, window: &[f32]) -> Result<f32, BackendError> {
+        if window.len() > WINDOW {
+            return Err(BackendError::InvalidInput(format!(
+                "silero scores {WINDOW} samples at a time, got {}",
+                window.len()
+            )));
+        }
+        self.vad.window(&mut self.rec, window)
+    }
+}
+
 pub struct SileroVad {
     session: Session,
     bytes: u64,
@@ -53,10 +97,19 @@ impl SileroVad {
 
     /// Speech probability of every 512-sample window (the last one zero-padded).
     pub fn probabilities(&mut self, audio: &[f32]) -> Result<Vec<f32>, BackendError> {
-        let mut state = vec![0f32; STATE_LEN];
-        let mut input = vec![0f32; CONTEXT + WINDOW];
+        let mut rec = Recurrent::default();
         let mut probs = Vec::with_capacity(audio.len().div_ceil(WINDOW));
         for chunk in audio.chunks(WINDOW) {
+            probs.push(self.window(&mut rec, chunk)?);
+        }
+        Ok(probs)
+    }
+
+    /// Scores one window of at most [`WINDOW`] samples (zero-padded),
+    /// carrying `rec` from the previous window.
+    fn window(&mut self, rec: &mut Recurrent, chunk: &[f32]) -> Result<f32, BackendError> {
+        let Recurrent { state, input } = rec;
+        {
             // Context = last 64 samples of the previous window's input.
             input.copy_within(WINDOW.., 0);
             input[CONTEXT..CONTEXT + chunk.len()].copy_from_slice(chunk);
@@ -85,9 +138,8 @@ impl SileroVad {
                 )));
             }
             state.copy_from_slice(st);
-            probs.push(p[0]);
+            Ok(p[0])
         }
-        Ok(probs)
     }
 
     pub fn detect(&mut self, audio: &[f32], params: &VadParams) -> Result<VadResult, BackendError> {

@@ -75,6 +75,26 @@ fn vad_finds_the_speech_between_silences() {
 }
 
 #[test]
+fn vad_streamed_window_by_window_scores_as_the_whole_file() {
+    common::fetched("onnxruntime");
+    let dir = common::fetched("silero-vad");
+    let mut whole = vad::SileroVad::load(&dir, &no_options()).expect("load");
+    let audio = [vec![0f32; 8_000], beckett_16k()].concat();
+    let expected = whole.probabilities(&audio).expect("whole");
+    let mut live = vad::SileroStream::new(vad::SileroVad::load(&dir, &no_options()).expect("load"));
+    let got: Vec<f32> = audio
+        .chunks(vad::WINDOW)
+        .map(|w| live.next(w).expect("window"))
+        .collect();
+    assert_eq!(got.len(), expected.len());
+    for (i, (a, b)) in got.iter().zip(&expected).enumerate() {
+        assert!((a - b).abs() < 1e-6, "window {i}: {a} vs {b}");
+    }
+    assert!(expected.iter().any(|p| *p > 0.9), "speech scores high");
+    assert!(live.next(&[0.0; vad::WINDOW + 1]).is_err());
+}
+
+#[test]
 fn piper_speaks_at_its_sample_rate() {
     common::fetched("onnxruntime");
     let mut m = piper::PiperVoice::load(&common::fetched("piper-joe-medium"), &no_options())

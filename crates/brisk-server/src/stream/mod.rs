@@ -7,6 +7,10 @@
 //! model may also be given as `?model=` in the URL) and `{"type": "stop"}`
 //! (transcribe what is left, then close normally).
 //!
+//! Utterances are found by the silero VAD model when one is configured
+//! (`[stream] vad`, [`silero`]), else by an energy detector; `started` says
+//! which (`"vad"`).
+//!
 //! The server answers with JSON text messages: `started`, `partial` (the
 //! utterance so far, while it is being spoken), `final` (once voice activity
 //! detection ends the utterance), `error`, and `stopped`. Times are seconds
@@ -38,8 +42,11 @@ use tracing::Instrument;
 use crate::error::AppError;
 use crate::AppState;
 use brisk_engine::speech::energy_vad::{
-    EnergySettings, EnergyVad, SegmentSettings, Segmenter, Utterance, SAMPLE_RATE,
+    EnergySettings, EnergyVad, SegmentSettings, Segmenter, Utterance, VoiceDetector, SAMPLE_RATE,
 };
+
+#[cfg(feature = "onnx")]
+pub mod silero;
 
 #[derive(Debug, Deserialize)]
 pub struct StreamQuery {
@@ -100,7 +107,16 @@ pub async fn handler(
         .on_upgrade(move |socket| async move {
             metrics::gauge!("brisk_stream_sessions").increment(1.0);
             let span = tracing::info_span!("stream", model = q.model.as_deref().unwrap_or(""));
-            let session = Session::new(state, q);
+            // Loading silero for the session is blocking work (an ONNX
+            // Runtime session): off the async runtime's threads.
+            let session = match tokio::task::spawn_blocking(move || Session::new(state, q)).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "stream session setup failed");
+                    metrics::gauge!("brisk_stream_sessions").decrement(1.0);
+                    return;
+                }
+            };
             session.run(socket).instrument(span).await;
             metrics::gauge!("brisk_stream_sessions").decrement(1.0);
         })
@@ -120,6 +136,8 @@ struct Session {
     partial_at: usize,
     /// Highest utterance whose final was sent: later partials are stale.
     last_final: Option<u64>,
+    /// The voice detector in use: a silero model's name, or "energy".
+    vad_name: String,
 }
 
 /// Why the session ends, sent in the close frame.
@@ -140,12 +158,9 @@ impl Close {
 impl Session {
     fn new(state: AppState, q: StreamQuery) -> Self {
         let c = &state.config.stream;
+        let (detector, vad_name) = detector(&state);
         let segmenter = Segmenter::new(
-            Box::new(EnergyVad::new(EnergySettings {
-                ratio: c.vad_ratio,
-                min_rms: c.vad_min_rms,
-                ..Default::default()
-            })),
+            detector,
             SegmentSettings {
                 hangover_ms: c.hangover_ms,
                 max_utterance_ms: (c.max_utterance_s * 1000.0) as usize,
@@ -168,6 +183,7 @@ impl Session {
             partial_busy: Arc::new(AtomicBool::new(false)),
             partial_at: 0,
             last_final: None,
+            vad_name,
             state,
         }
     }
@@ -311,7 +327,7 @@ impl Session {
         self.send_json(
             socket,
             json!({"type": "started", "model": t.model, "sample_rate": SAMPLE_RATE,
-                   "encoding": "pcm_s16le", "channels": 1}),
+                   "encoding": "pcm_s16le", "channels": 1, "vad": self.vad_name}),
         )
         .await
         .map_err(|c| c.unwrap_or_else(|| Close::new(close_code::AWAY, "client gone")))?;
@@ -517,6 +533,24 @@ async fn finals_worker(
         }
     }
     let _ = events.send(Event::Drained).await;
+}
+
+/// The session's voice detector and its name: silero (see [`silero`]) as
+/// `[stream] vad` asks, else the energy detector, which needs no model.
+fn detector(state: &AppState) -> (Box<dyn VoiceDetector>, String) {
+    let c = &state.config.stream;
+    #[cfg(feature = "onnx")]
+    if c.vad != "energy" {
+        if let Some((d, name)) = silero::detector(state, &c.vad) {
+            return (d, name);
+        }
+    }
+    let energy = EnergyVad::new(EnergySettings {
+        ratio: c.vad_ratio,
+        min_rms: c.vad_min_rms,
+        ..Default::default()
+    });
+    (Box::new(energy), "energy".into())
 }
 
 async fn transcribe(state: &AppState, t: &Target, audio: Vec<f32>) -> Result<String, AppError> {

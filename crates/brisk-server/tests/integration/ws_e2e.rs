@@ -217,6 +217,9 @@ fn check_beckett(t: &Transcript, label: &str) {
 async fn beckett_streamed_in_real_time() {
     let t = beckett(1.0).await;
     check_beckett(&t, "real time");
+    // The default config finds silero-vad under the models dir: the stream
+    // cuts utterances with it.
+    assert_eq!(t.events[0]["vad"], "silero-vad", "{:?}", t.events);
     // Utterances of a few seconds at real time leave time for partials,
     // and each partial comes before its utterance's final.
     let partials = t.of("partial");
@@ -413,7 +416,9 @@ send_timeout_ms = 300
     // Still not reading, well past the server's send timeout: it must
     // give up on the session instead of holding its transcripts.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let t = tokio::time::timeout(Duration::from_secs(10), read_all(rx))
+    // (30 s: generous for a machine under load; the server's own limit is
+    // send_timeout_ms = 300.)
+    let t = tokio::time::timeout(Duration::from_secs(30), read_all(rx))
         .await
         .expect("reads end");
     // The session is over (reads ended above, with no `stop` sent), and the
@@ -461,4 +466,60 @@ async fn protocol_errors() {
     assert_eq!(t.events[0]["type"], "started");
     assert!(t.of("final").is_empty());
     assert_eq!(t.close.map(|c| c.0), Some(1000));
+}
+
+/// `ms` of loud white noise (a deterministic LCG): energy, but no voice.
+fn noise(ms: usize) -> Vec<f32> {
+    let mut x: u32 = 2026;
+    (0..16 * ms)
+        .map(|_| {
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            ((x >> 8) as f32 / (1u32 << 24) as f32 - 0.5) * 0.6
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silero_finds_the_voice_where_energy_finds_only_loudness() {
+    let vad = common::models_dir(&["silero-vad", "onnxruntime"]).join("silero-vad");
+    let with = |stream: &str| {
+        let toml = format!(
+            r#"
+[server]
+discover = false
+[models.stt]
+backend = "sim"
+source = "stt"
+options = {{ task = "transcription", infer_ms = 5, text = "ever tried" }}
+[models.silero-vad]
+backend = "onnx-silero-vad"
+source = "{}"
+[stream]
+{stream}
+"#,
+            vad.display()
+        );
+        let config = Config::from_toml(&toml).expect("config");
+        build_state(config, Timeline::new(Instant::now())).expect("state")
+    };
+    let mut audio = silence(500);
+    audio.extend(noise(2000));
+    audio.extend(silence(1500));
+    let start = json!({"type": "start", "model": "stt"});
+
+    // auto: the configured silero model; noise is not a voice.
+    let addr = serve(with("")).await;
+    let t = stream(addr, start.clone(), &pcm_bytes(&audio), 0.0).await;
+    assert_eq!(t.events[0]["vad"], "silero-vad", "{:?}", t.events);
+    assert!(
+        t.of("final").is_empty(),
+        "silero took noise for speech: {:?}",
+        t.events
+    );
+
+    // The energy detector, asked for by name, takes the loud noise as speech.
+    let addr = serve(with("vad = \"energy\"")).await;
+    let t = stream(addr, start, &pcm_bytes(&audio), 0.0).await;
+    assert_eq!(t.events[0]["vad"], "energy", "{:?}", t.events);
+    assert!(!t.of("final").is_empty(), "{:?}", t.events);
 }
