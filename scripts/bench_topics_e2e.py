@@ -5,7 +5,7 @@ that imports BERTopic and sentence-transformers, embeds and fits. Alternating,
 RUNS times each. Same corpus, parameters and seed as scripts/bench_topics.py.
 
   BRISK_MODELS_DIR=models /work/venv-ref/bin/python scripts/bench_topics_e2e.py \
-      --brisk target/release/brisk [--runs 3] [--port 18921]
+      --brisk target/release/brisk [--runs 3] [--port 18921] [--options 'quantize = "int8"']
 """
 import argparse
 import json
@@ -37,7 +37,7 @@ print(json.dumps(topics if isinstance(topics, list) else topics.tolist()))
 """
 
 
-def run_brisk(binary, port, models, docs):
+def run_brisk(binary, port, models, docs, options=""):
     cfg = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
     cfg.write(f"""
 [server]
@@ -50,7 +50,7 @@ enabled = false
 enabled = false
 [models.minilm]
 source = "all-minilm-l6-v2"
-""")
+""" + (f"options = {{ {options} }}\n" if options else ""))
     cfg.close()
     body = json.dumps({"model": "minilm", "documents": docs, "min_topic_size": 10, "seed": 42}).encode()
     start = time.perf_counter()
@@ -84,6 +84,8 @@ def main():
     ap.add_argument("--brisk", required=True)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--port", type=int, default=18921)
+    ap.add_argument("--options", default="",
+                    help='the embeddings model\'s options, e.g. quantize = "int8"')
     args = ap.parse_args()
     models = os.environ["BRISK_MODELS_DIR"]
     corpus = os.path.join(ROOT, "tests/fixtures/topics/corpus.jsonl")
@@ -92,7 +94,7 @@ def main():
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
     for i in range(args.runs):
-        b_s, b_pred = run_brisk(args.brisk, args.port, os.path.abspath(models), docs)
+        b_s, b_pred = run_brisk(args.brisk, args.port, os.path.abspath(models), docs, args.options)
         p_s, p_pred = run_python(corpus, os.path.join(models, "all-minilm-l6-v2"))
         print(json.dumps({"run": i, "brisk_s": round(b_s, 2), "bertopic_s": round(p_s, 2),
                           "ratio": round(p_s / b_s, 2),

@@ -47,17 +47,26 @@ pub async fn analyze(
         });
     }
     let n = documents.len();
-    let mut embeddings = Vec::with_capacity(n);
-    for chunk in documents.chunks(EMBED_CHUNK) {
+    // Chunks of documents of similar length, as sentence-transformers'
+    // encode sorts them: a batch is padded to its longest text, so mixing
+    // lengths wastes most of the model's work on padding. The vectors go
+    // back to the documents' own order.
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| documents[i].len());
+    let mut slots: Vec<Option<Vec<f32>>> = vec![None; n];
+    let mut done = 0;
+    for chunk in order.chunks(EMBED_CHUNK) {
         // Long documents are cut to the model's length, as
         // sentence-transformers does inside BERTopic.
         let request = Request::Embed {
-            texts: chunk.to_vec(),
+            texts: chunk.iter().map(|&i| documents[i].clone()).collect(),
             truncate: true,
         };
         match registry.infer(model, request).await? {
             Response::Embed { vectors, .. } if vectors.len() == chunk.len() => {
-                embeddings.extend(vectors)
+                for (&i, v) in chunk.iter().zip(vectors) {
+                    slots[i] = Some(v);
+                }
             }
             other => {
                 return Err(EngineError::Backend(brisk_core::BackendError::Inference(
@@ -65,8 +74,10 @@ pub async fn analyze(
                 )))
             }
         }
-        progress(EMBED_SHARE * embeddings.len() as f32 / n as f32);
+        done += chunk.len();
+        progress(EMBED_SHARE * done as f32 / n as f32);
     }
+    let embeddings: Vec<Vec<f32>> = slots.into_iter().flatten().collect();
     // The blocking analysis polls the flag, so dropping this future (a
     // client gone, a job cancelled) stops the work.
     let cancelled = Arc::new(AtomicBool::new(false));
