@@ -109,37 +109,35 @@ impl SileroVad {
     /// carrying `rec` from the previous window.
     fn window(&mut self, rec: &mut Recurrent, chunk: &[f32]) -> Result<f32, BackendError> {
         let Recurrent { state, input } = rec;
-        {
-            // Context = last 64 samples of the previous window's input.
-            input.copy_within(WINDOW.., 0);
-            input[CONTEXT..CONTEXT + chunk.len()].copy_from_slice(chunk);
-            input[CONTEXT + chunk.len()..].fill(0.0);
-            let x = Tensor::from_array(([1usize, CONTEXT + WINDOW], input.clone()))
-                .map_err(ort_err("vad input"))?;
-            let s = Tensor::from_array(([2usize, 1, 128], state.clone()))
-                .map_err(ort_err("vad state"))?;
-            let sr = Tensor::from_array(((), vec![SAMPLE_RATE as i64]))
-                .map_err(ort_err("vad sample rate"))?;
-            let out = self
-                .session
-                .run(ort::inputs!["input" => x, "state" => s, "sr" => sr])
-                .map_err(ort_err("vad run"))?;
-            let (_, p) = out[0]
-                .try_extract_tensor::<f32>()
-                .map_err(ort_err("vad output"))?;
-            let (_, st) = out[1]
-                .try_extract_tensor::<f32>()
-                .map_err(ort_err("vad state output"))?;
-            if st.len() != STATE_LEN || p.is_empty() {
-                return Err(BackendError::Inference(format!(
-                    "unexpected silero output sizes {} and {}",
-                    p.len(),
-                    st.len()
-                )));
-            }
-            state.copy_from_slice(st);
-            Ok(p[0])
+        // Context = last 64 samples of the previous window's input.
+        input.copy_within(WINDOW.., 0);
+        input[CONTEXT..CONTEXT + chunk.len()].copy_from_slice(chunk);
+        input[CONTEXT + chunk.len()..].fill(0.0);
+        let x = Tensor::from_array(([1usize, CONTEXT + WINDOW], input.clone()))
+            .map_err(ort_err("vad input"))?;
+        let s =
+            Tensor::from_array(([2usize, 1, 128], state.clone())).map_err(ort_err("vad state"))?;
+        let sr = Tensor::from_array(((), vec![SAMPLE_RATE as i64]))
+            .map_err(ort_err("vad sample rate"))?;
+        let out = self
+            .session
+            .run(ort::inputs!["input" => x, "state" => s, "sr" => sr])
+            .map_err(ort_err("vad run"))?;
+        let (_, p) = out[0]
+            .try_extract_tensor::<f32>()
+            .map_err(ort_err("vad output"))?;
+        let (_, st) = out[1]
+            .try_extract_tensor::<f32>()
+            .map_err(ort_err("vad state output"))?;
+        if st.len() != STATE_LEN || p.is_empty() {
+            return Err(BackendError::Inference(format!(
+                "unexpected silero output sizes {} and {}",
+                p.len(),
+                st.len()
+            )));
         }
+        state.copy_from_slice(st);
+        Ok(p[0])
     }
 
     pub fn detect(&mut self, audio: &[f32], params: &VadParams) -> Result<VadResult, BackendError> {

@@ -269,7 +269,9 @@ async fn run(
     }
     let (t, status) = match form.chunking {
         None => transcribe(&state, &form, audio, translate, mode).await?,
-        Some(params) => transcribe_chunked(&state, &form, audio, translate, params, mode).await?,
+        Some(params) => {
+            transcribe_chunked(&state, &form, vad, audio, translate, params, mode).await?
+        }
     };
     Ok(super::cache::tag(
         render(&t, form.format, translate),
@@ -305,19 +307,20 @@ async fn transcribe(
     }
 }
 
-/// Finds the speech with the first VAD model, transcribes each piece of
+/// Finds the speech with `vad` (the first VAD model), transcribes each piece of
 /// speech (concurrently: the pieces batch) and stitches the transcripts.
 /// Each piece is cached on its own; the response is a hit only when every
 /// piece was.
 async fn transcribe_chunked(
     state: &AppState,
     form: &Form,
+    vad: Option<String>,
     audio: Vec<f32>,
     translate: bool,
     params: brisk_core::VadParams,
     mode: CacheMode,
 ) -> Result<(Transcript, CacheStatus), AppError> {
-    let vad_model = vad_model(state).ok_or_else(|| {
+    let vad_model = vad.ok_or_else(|| {
         AppError::bad(
             "chunking_strategy needs a voice activity detection model; none is configured",
             "chunking_strategy",

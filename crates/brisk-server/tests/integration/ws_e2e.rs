@@ -482,25 +482,12 @@ fn noise(ms: usize) -> Vec<f32> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silero_finds_the_voice_where_energy_finds_only_loudness() {
     let vad = common::models_dir(&["silero-vad", "onnxruntime"]).join("silero-vad");
+    // The sim models, with a silero model after the [stream] settings.
     let with = |stream: &str| {
-        let toml = format!(
-            r#"
-[server]
-discover = false
-[models.stt]
-backend = "sim"
-source = "stt"
-options = {{ task = "transcription", infer_ms = 5, text = "ever tried" }}
-[models.silero-vad]
-backend = "onnx-silero-vad"
-source = "{}"
-[stream]
-{stream}
-"#,
+        sim_state(&format!(
+            "{stream}\n[models.silero-vad]\nbackend = \"onnx-silero-vad\"\nsource = \"{}\"",
             vad.display()
-        );
-        let config = Config::from_toml(&toml).expect("config");
-        build_state(config, Timeline::new(Instant::now())).expect("state")
+        ))
     };
     let mut audio = silence(500);
     audio.extend(noise(2000));
