@@ -106,6 +106,10 @@ fn is_public(path: &str, keys: &Keys) -> bool {
         || path == "/v2/health/ready"
         || (path.starts_with("/v2/models/") && path.ends_with("/ready"))
         || path == "/"
+        // The API's description and its docs page: they hold no data.
+        || path == "/openapi.json"
+        || path == "/docs"
+        || path.starts_with("/docs/")
         || (keys.public_metrics && path == "/metrics")
 }
 

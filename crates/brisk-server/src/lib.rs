@@ -21,6 +21,7 @@ pub mod env;
 pub mod error;
 pub mod jobs;
 pub mod observe;
+pub mod openapi;
 pub mod routes;
 pub mod serve;
 pub mod stream;

@@ -52,6 +52,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/cache/stats"),
     ("DELETE", "/v1/cache"),
     ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
+    ("GET", "/docs"),
+    ("GET", "/docs/{asset}"),
 ];
 
 pub fn router(state: AppState) -> Router {
@@ -96,6 +99,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/cache/stats", get(cache::stats))
         .route("/v1/cache", axum::routing::delete(cache::clear))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(crate::openapi::openapi_json))
+        .route("/docs", get(crate::openapi::docs_page))
+        .route("/docs/{asset}", get(crate::openapi::docs_asset))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .merge(uploads)
         .merge(analysis)

@@ -154,6 +154,11 @@ fn cache_key(hash: &[u8; 32], features: FeatureSet) -> brisk_engine::cache::Key 
 }
 
 /// `POST /v1/audio/analysis`.
+#[utoipa::path(post, path = "/v1/audio/analysis", tag = "audio",
+    request_body(content = crate::openapi::schemas::AnalysisForm, content_type = "multipart/form-data"),
+    responses((status = 200, description = "Tempo, beats, key, loudness and spectral features", headers(("x-brisk-cache" = String, description = "hit, miss or bypass")), body = crate::openapi::schemas::AnalysisResponse),
+              (status = "4XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody),
+              (status = "5XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody)))]
 pub async fn analyze(
     State(s): State<AppState>,
     headers: HeaderMap,

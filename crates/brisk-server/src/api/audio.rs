@@ -205,6 +205,12 @@ async fn read_form(mut mp: Multipart, translate: bool) -> Result<Form, AppError>
     })
 }
 
+#[utoipa::path(post, path = "/v1/audio/transcriptions", tag = "audio",
+    request_body(content = crate::openapi::schemas::TranscriptionForm, content_type = "multipart/form-data"),
+    responses((status = 200, description = "The transcript: JSON, verbose JSON, text, SRT or VTT by `response_format`", headers(("x-brisk-cache" = String, description = "hit, miss or bypass")),
+               content((crate::openapi::schemas::Transcription = "application/json"), (String = "text/plain"), (String = "application/x-subrip"), (String = "text/vtt"))),
+              (status = "4XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody),
+              (status = "5XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody)))]
 pub async fn transcriptions(
     state: State<AppState>,
     headers: HeaderMap,
@@ -213,6 +219,12 @@ pub async fn transcriptions(
     run(state, &headers, mp, false).await
 }
 
+#[utoipa::path(post, path = "/v1/audio/translations", tag = "audio",
+    request_body(content = crate::openapi::schemas::TranscriptionForm, content_type = "multipart/form-data"),
+    responses((status = 200, description = "The English translation of the speech, shaped by `response_format`", headers(("x-brisk-cache" = String, description = "hit, miss or bypass")),
+               content((crate::openapi::schemas::Transcription = "application/json"), (String = "text/plain"), (String = "application/x-subrip"), (String = "text/vtt"))),
+              (status = "4XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody),
+              (status = "5XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody)))]
 pub async fn translations(
     state: State<AppState>,
     headers: HeaderMap,

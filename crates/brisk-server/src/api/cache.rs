@@ -48,6 +48,10 @@ pub fn tag(mut response: Response, status: CacheStatus) -> Response {
 }
 
 /// `GET /v1/cache/stats`.
+#[utoipa::path(get, path = "/v1/cache/stats", tag = "operations",
+    responses((status = 200, description = "Hits, misses and each tier's size", body = crate::openapi::schemas::CacheStats),
+              (status = "4XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody),
+              (status = "5XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody)))]
 pub async fn stats(State(s): State<AppState>) -> Response {
     match s.registry.cache() {
         Some(c) => axum::Json(c.stats().await).into_response(),
@@ -56,6 +60,10 @@ pub async fn stats(State(s): State<AppState>) -> Response {
 }
 
 /// `DELETE /v1/cache`: empties every tier.
+#[utoipa::path(delete, path = "/v1/cache", tag = "operations",
+    responses((status = 200, description = "Every tier emptied (an admin key when keys are set)", body = crate::openapi::schemas::CacheCleared),
+              (status = "4XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody),
+              (status = "5XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody)))]
 pub async fn clear(State(s): State<AppState>) -> Result<Response, AppError> {
     let Some(c) = s.registry.cache() else {
         return Ok(

@@ -27,10 +27,17 @@ use crate::AppState;
 /// Used when the request sets no `max_tokens`.
 const DEFAULT_MAX_TOKENS: usize = 512;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": "Say hello in five words."}], "max_tokens": 16}))]
 pub struct ChatRequest {
+    #[schema(required = true)]
     pub model: Option<String>,
+    /// `{role, content}` objects (system, user, assistant, tool), with
+    /// `tool_calls` and `tool_call_id` for tool use.
+    #[schema(required = true, value_type = Vec<Object>)]
     pub messages: Option<Value>,
+    /// OpenAI function tools: `{type: "function", function: {name, description, parameters}}`.
+    #[schema(value_type = Option<Vec<Object>>)]
     pub tools: Option<Value>,
     pub tool_choice: Option<Value>,
     pub parallel_tool_calls: Option<bool>,
@@ -49,23 +56,29 @@ pub struct ChatRequest {
     /// Fields beyond these: refused by name when OpenAI defines them
     /// ([`super::openai_fields`]), else ignored.
     #[serde(flatten)]
+    #[schema(ignore)]
     pub rest: serde_json::Map<String, Value>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"model": "smollm2-135m-instruct", "prompt": "The capital of France is", "max_tokens": 8}))]
 pub struct CompletionRequest {
+    #[schema(required = true)]
     pub model: Option<String>,
+    /// A string (or a list of one string).
+    #[schema(required = true)]
     pub prompt: Option<Value>,
     /// Only 1 (one candidate per request).
     pub best_of: Option<usize>,
     #[serde(flatten)]
     pub sampling: Sampling,
     #[serde(flatten)]
+    #[schema(ignore)]
     pub rest: serde_json::Map<String, Value>,
 }
 
 /// The parameters chat and completions share.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct Sampling {
     pub max_tokens: Option<usize>,
     pub max_completion_tokens: Option<usize>,
@@ -83,6 +96,9 @@ pub struct Sampling {
     /// Chat: a boolean; completions: the number of alternatives.
     pub logprobs: Option<Value>,
     pub top_logprobs: Option<usize>,
+    /// `{"type": "text"}`, `{"type": "json_object"}` or
+    /// `{"type": "json_schema", "json_schema": {"schema": {...}}}` (grammar-constrained).
+    #[schema(value_type = Option<Object>)]
     pub response_format: Option<Value>,
     /// Token id (as a string) to a bias in [-100, 100].
     pub logit_bias: Option<serde_json::Map<String, Value>>,
@@ -110,7 +126,7 @@ fn response_format(v: &Value) -> Result<Option<ResponseFormat>, AppError> {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct StreamOptions {
     #[serde(default)]
     pub include_usage: bool,
@@ -576,6 +592,12 @@ impl Kind {
     }
 }
 
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "generation",
+    request_body = ChatRequest,
+    responses((status = 200, description = "The completion; with `stream: true`, OpenAI's `chat.completion.chunk` events then `data: [DONE]`", headers(("x-brisk-cache" = String, description = "hit, miss or bypass")),
+               content((crate::openapi::schemas::ChatCompletion = "application/json"), (crate::openapi::schemas::SseEvent = "text/event-stream"))),
+              (status = "4XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody),
+              (status = "5XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody)))]
 pub async fn chat(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -640,6 +662,12 @@ pub async fn chat(
     .await
 }
 
+#[utoipa::path(post, path = "/v1/completions", tag = "generation",
+    request_body = CompletionRequest,
+    responses((status = 200, description = "The completion; with `stream: true`, `text_completion` chunk events then `data: [DONE]`", headers(("x-brisk-cache" = String, description = "hit, miss or bypass")),
+               content((crate::openapi::schemas::TextCompletion = "application/json"), (crate::openapi::schemas::SseEvent = "text/event-stream"))),
+              (status = "4XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody),
+              (status = "5XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody)))]
 pub async fn completion(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -11,6 +11,8 @@ use axum::response::IntoResponse;
 /// The page source; edited as a normal HTML file next to this one.
 pub const PAGE: &str = include_str!("dashboard.html");
 
+#[utoipa::path(get, path = "/", tag = "operations",
+    responses((status = 200, description = "The dashboard page", content_type = "text/html", body = String)))]
 pub async fn page() -> impl IntoResponse {
     (
         [

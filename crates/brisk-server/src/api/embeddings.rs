@@ -13,10 +13,13 @@ use serde_json::{json, Value};
 use crate::error::{AppError, Json};
 use crate::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"model": "all-minilm-l6-v2", "input": ["I eat food", "I eat bread"]}))]
 pub struct EmbeddingsRequest {
     /// A string or an array of strings; validated by hand for clear errors.
+    #[schema(required = true)]
     pub input: Option<Value>,
+    #[schema(required = true)]
     pub model: Option<String>,
     #[serde(default)]
     pub encoding_format: Option<String>,
@@ -28,6 +31,7 @@ pub struct EmbeddingsRequest {
     #[serde(default)]
     pub truncate: bool,
     #[serde(flatten)]
+    #[schema(ignore)]
     pub rest: serde_json::Map<String, Value>,
 }
 
@@ -99,6 +103,11 @@ async fn embed(
     }
 }
 
+#[utoipa::path(post, path = "/v1/embeddings", tag = "embeddings",
+    request_body = EmbeddingsRequest,
+    responses((status = 200, description = "One vector per input", headers(("x-brisk-cache" = String, description = "hit, miss or bypass")), body = crate::openapi::schemas::EmbeddingsResponse),
+              (status = "4XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody),
+              (status = "5XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -163,25 +172,33 @@ pub async fn create(
     Ok(super::cache::tag(body.into_response(), status))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["hello"]}]}))]
 pub struct V2InferRequest {
     #[serde(default)]
     pub id: Option<String>,
     pub inputs: Vec<V2Tensor>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct V2Tensor {
     pub name: String,
     #[serde(default)]
     pub datatype: Option<String>,
     #[serde(default)]
     pub shape: Vec<i64>,
+    /// The texts (BYTES).
     pub data: Value,
 }
 
 /// Open Inference Protocol: one BYTES input of texts, one FP32 output of
 /// shape `[n, dim]`, flattened row-major as the protocol asks.
+#[utoipa::path(post, path = "/v2/models/{model}/infer", tag = "embeddings",
+    params(("model" = String, Path, description = "An embedding model")),
+    request_body = V2InferRequest,
+    responses((status = 200, description = "One FP32 output of shape [inputs, dimensions]", headers(("x-brisk-cache" = String, description = "hit, miss or bypass")), body = crate::openapi::schemas::V2InferResponse),
+              (status = "4XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody),
+              (status = "5XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody)))]
 pub async fn v2_infer(
     State(state): State<AppState>,
     Path(model): Path<String>,

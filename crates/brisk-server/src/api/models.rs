@@ -12,6 +12,11 @@ use crate::AppState;
 
 /// 200 when the model is loaded and can answer without a load; 503 with its
 /// state otherwise; 404 for an unknown model.
+#[utoipa::path(get, path = "/v2/models/{model}/ready", tag = "models",
+    params(("model" = String, Path, description = "A model name")),
+    responses((status = 200, description = "Loaded and ready (Open Inference Protocol)", body = crate::openapi::schemas::V2ModelReady),
+              (status = 503, description = "Not loaded yet: the body has its state", body = crate::openapi::schemas::V2ModelReady),
+              (status = "4XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody)))]
 pub async fn model_ready(
     State(s): State<AppState>,
     Path(model): Path<String>,
@@ -29,6 +34,11 @@ pub async fn model_ready(
         .into_response())
 }
 
+#[utoipa::path(get, path = "/v2/models/{model}", tag = "models",
+    params(("model" = String, Path, description = "A model name")),
+    responses((status = 200, description = "Open Inference Protocol model metadata", body = crate::openapi::schemas::V2ModelMetadata),
+              (status = "4XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody),
+              (status = "5XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody)))]
 pub async fn model_metadata(
     State(s): State<AppState>,
     Path(model): Path<String>,
@@ -55,11 +65,20 @@ fn model_object(st: &brisk_engine::ModelStatus) -> serde_json::Value {
 }
 
 /// OpenAI's model list, each entry extended with brisk's load status.
+#[utoipa::path(get, path = "/v1/models", tag = "models",
+    responses((status = 200, description = "Every configured model with its load state", body = crate::openapi::schemas::ModelList),
+              (status = "4XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody),
+              (status = "5XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody)))]
 pub async fn list_models(State(s): State<AppState>) -> impl IntoResponse {
     let data: Vec<_> = s.registry.status().iter().map(model_object).collect();
     axum::Json(json!({ "object": "list", "data": data }))
 }
 
+#[utoipa::path(get, path = "/v1/models/{model}", tag = "models",
+    params(("model" = String, Path, description = "A model name")),
+    responses((status = 200, description = "The model with its load state", body = crate::openapi::schemas::Model),
+              (status = "4XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody),
+              (status = "5XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody)))]
 pub async fn get_model(
     State(s): State<AppState>,
     Path(model): Path<String>,
@@ -67,6 +86,11 @@ pub async fn get_model(
     Ok(axum::Json(model_object(&s.registry.model_status(&model)?)))
 }
 
+#[utoipa::path(post, path = "/v1/models/{model}/load", tag = "models",
+    params(("model" = String, Path, description = "A model name")),
+    responses((status = 200, description = "Loaded (waits for the load; an admin key when keys are set)", body = crate::openapi::schemas::Model),
+              (status = "4XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody),
+              (status = "5XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody)))]
 pub async fn load_model(
     State(s): State<AppState>,
     Path(model): Path<String>,
@@ -74,6 +98,11 @@ pub async fn load_model(
     Ok(axum::Json(model_object(&s.registry.load(&model).await?)))
 }
 
+#[utoipa::path(post, path = "/v1/models/{model}/unload", tag = "models",
+    params(("model" = String, Path, description = "A model name")),
+    responses((status = 200, description = "Unloaded (an admin key when keys are set)", body = crate::openapi::schemas::Model),
+              (status = "4XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody),
+              (status = "5XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody)))]
 pub async fn unload_model(
     State(s): State<AppState>,
     Path(model): Path<String>,

@@ -13,6 +13,11 @@ use super::{decode, uploads};
 use crate::error::AppError;
 use crate::AppState;
 
+#[utoipa::path(post, path = "/v1/ocr", tag = "vision",
+    request_body(content = crate::openapi::schemas::UploadForm, content_type = "multipart/form-data"),
+    responses((status = 200, description = "The text lines with confidences and boxes", headers(("x-brisk-cache" = String, description = "hit, miss or bypass")), body = crate::openapi::schemas::OcrResponse),
+              (status = "4XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody),
+              (status = "5XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody)))]
 pub async fn recognize(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,

@@ -46,6 +46,10 @@ impl From<RunError> for AppError {
 }
 
 /// `GET /v1/pipelines`: the pipelines this server runs.
+#[utoipa::path(get, path = "/v1/pipelines", tag = "pipelines",
+    responses((status = 200, description = "The pipelines this server runs", body = crate::openapi::schemas::PipelineList),
+              (status = "4XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody),
+              (status = "5XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody)))]
 pub async fn list(State(state): State<AppState>) -> impl IntoResponse {
     let data: Vec<Value> = state
         .pipelines
@@ -111,6 +115,14 @@ impl Drop for AbortOnDrop {
 }
 
 /// `POST /v1/pipelines/{name}`: JSON, or multipart when audio is uploaded.
+#[utoipa::path(post, path = "/v1/pipelines/{name}", tag = "pipelines",
+    params(("name" = String, Path, description = "A pipeline of GET /v1/pipelines"),
+           ("stream" = Option<bool>, Query, description = "Answer as server-sent events: one `step` event per finished step, then `done` or `error`")),
+    request_body(content((crate::openapi::schemas::PipelineInput = "application/json"), (crate::openapi::schemas::UploadForm = "multipart/form-data"))),
+    responses((status = 200, description = "Every step's output and timing, or their events",
+               content((crate::openapi::schemas::PipelineRun = "application/json"), (crate::openapi::schemas::SseEvent = "text/event-stream"))),
+              (status = "4XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody),
+              (status = "5XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody)))]
 pub async fn run(
     State(state): State<AppState>,
     Path(name): Path<String>,

@@ -17,12 +17,16 @@ use serde_json::{json, Value};
 use crate::error::{AppError, Json};
 use crate::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"model": "cross-encoder", "query": "what do pandas eat?", "documents": ["Pandas eat bamboo.", "Paris is in France."], "top_n": 1}))]
 pub struct RerankRequest {
+    #[schema(required = true)]
     pub model: Option<String>,
+    #[schema(required = true)]
     pub query: Option<String>,
-    /// Strings; validated by hand for clear errors.
+    /// Strings (or `{text}` objects); validated by hand for clear errors.
+    #[schema(required = true, value_type = Vec<String>)]
     pub documents: Option<Value>,
     #[serde(default)]
     pub top_n: Option<usize>,
@@ -62,6 +66,11 @@ fn parse_documents(documents: Option<Value>) -> Result<Vec<String>, AppError> {
     }
 }
 
+#[utoipa::path(post, path = "/v1/rerank", tag = "embeddings",
+    request_body = RerankRequest,
+    responses((status = 200, description = "Documents by relevance to the query", headers(("x-brisk-cache" = String, description = "hit, miss or bypass")), body = crate::openapi::schemas::RerankResponse),
+              (status = "4XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody),
+              (status = "5XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -18,9 +18,12 @@ use crate::AppState;
 /// OpenAI's rate for `pcm`.
 const PCM_RATE: u32 = 24_000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"model": "piper-joe-medium", "input": "Hello from brisk.", "response_format": "wav"}))]
 pub struct SpeechRequest {
+    #[schema(required = true)]
     pub model: Option<String>,
+    #[schema(required = true)]
     pub input: Option<String>,
     /// Speaker of a multi-speaker model; any name for single-speaker ones.
     #[serde(default)]
@@ -36,6 +39,7 @@ pub struct SpeechRequest {
     #[serde(default)]
     pub stream_format: Option<String>,
     #[serde(flatten)]
+    #[schema(ignore)]
     pub rest: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -88,6 +92,12 @@ fn wav(samples: &[f32], rate: u32) -> Vec<u8> {
     out
 }
 
+#[utoipa::path(post, path = "/v1/audio/speech", tag = "audio",
+    request_body = SpeechRequest,
+    responses((status = 200, description = "The speech: a WAV file, or raw 16-bit PCM at 24 kHz (`pcm`)", headers(("x-brisk-cache" = String, description = "hit, miss or bypass")),
+               content((Vec<u8> = "audio/wav"), (Vec<u8> = "audio/pcm"))),
+              (status = "4XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody),
+              (status = "5XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody)))]
 pub async fn speech(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,

@@ -20,10 +20,14 @@ fn default_stop_words() -> Value {
     Value::String("english".into())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"model": "all-minilm-l6-v2", "documents": ["The match ended in a draw.", "Stocks fell sharply today."], "min_topic_size": 2}))]
 pub struct TopicsRequest {
+    /// The embedding model.
+    #[schema(required = true)]
     pub model: Option<String>,
+    #[schema(required = true, value_type = Vec<String>)]
     pub documents: Option<Vec<Value>>,
     pub min_topic_size: Option<usize>,
     /// `"auto"`, a number, or null (keep HDBSCAN's topics).
@@ -125,6 +129,11 @@ pub fn parse(req: TopicsRequest) -> Result<(String, Vec<String>, TopicParams), A
     Ok((model, documents, params))
 }
 
+#[utoipa::path(post, path = "/v1/topics", tag = "embeddings",
+    request_body = TopicsRequest,
+    responses((status = 200, description = "Topics (BERTopic's method) and each document's topic", body = crate::openapi::schemas::TopicsResponse),
+              (status = "4XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody),
+              (status = "5XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -49,6 +49,11 @@ fn params(fields: &std::collections::HashMap<String, String>) -> Result<VadParam
     Ok(p)
 }
 
+#[utoipa::path(post, path = "/v1/audio/vad", tag = "audio",
+    request_body(content = crate::openapi::schemas::VadForm, content_type = "multipart/form-data"),
+    responses((status = 200, description = "Speech segments in seconds", headers(("x-brisk-cache" = String, description = "hit, miss or bypass")), body = crate::openapi::schemas::VadResponse),
+              (status = "4XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody),
+              (status = "5XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody)))]
 pub async fn detect(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,

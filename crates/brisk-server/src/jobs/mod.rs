@@ -106,6 +106,12 @@ fn check_endpoint(endpoint: &str) -> Result<(), AppError> {
 /// `POST /v1/jobs`. JSON: `{"endpoint": "/v1/embeddings", "body": {...}}`.
 /// Uploads: the multipart form the endpoint itself takes, with the endpoint
 /// in the query (`/v1/jobs?endpoint=/v1/audio/transcriptions`).
+#[utoipa::path(post, path = "/v1/jobs", tag = "pipelines",
+    params(("endpoint" = Option<String>, Query, description = "The endpoint of a multipart job, e.g. /v1/audio/transcriptions")),
+    request_body(content((crate::openapi::schemas::JobSubmit = "application/json"), (crate::openapi::schemas::UploadForm = "multipart/form-data"))),
+    responses((status = 202, description = "Accepted: the job, queued; it survives restarts", body = crate::openapi::schemas::Job),
+              (status = "4XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody),
+              (status = "5XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody)))]
 pub async fn submit(
     State(s): State<AppState>,
     Query(q): Query<SubmitQuery>,
@@ -153,6 +159,11 @@ pub async fn submit(
 }
 
 /// `GET /v1/jobs/{id}`.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "pipelines",
+    params(("id" = String, Path, description = "The job id")),
+    responses((status = 200, description = "The job: status, progress, and its result once finished", body = crate::openapi::schemas::Job),
+              (status = "4XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody),
+              (status = "5XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody)))]
 pub async fn get(
     State(s): State<AppState>,
     UrlPath(id): UrlPath<String>,
@@ -166,6 +177,11 @@ pub async fn get(
 }
 
 /// `DELETE /v1/jobs/{id}`.
+#[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "pipelines",
+    params(("id" = String, Path, description = "The job id")),
+    responses((status = 200, description = "The job, cancelled", body = crate::openapi::schemas::Job),
+              (status = "4XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody),
+              (status = "5XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody)))]
 pub async fn cancel(
     State(s): State<AppState>,
     UrlPath(id): UrlPath<String>,

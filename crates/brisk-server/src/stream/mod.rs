@@ -48,9 +48,12 @@ use brisk_engine::speech::energy_vad::{
 #[cfg(feature = "onnx")]
 pub mod silero;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StreamQuery {
+    /// A transcription model (default: the first one configured).
     model: Option<String>,
+    /// ISO-639-1 code; detected per utterance when absent.
     language: Option<String>,
 }
 
@@ -96,6 +99,11 @@ struct Target {
     prompt: Option<String>,
 }
 
+#[utoipa::path(get, path = "/v1/audio/transcriptions/stream", tag = "audio",
+    params(StreamQuery),
+    responses((status = 101, description = "Switching Protocols: a WebSocket. The client sends 16 kHz mono 16-bit PCM as binary messages (or `{\"type\":\"stop\"}`); the server sends JSON events: `started`, `partial`, `final` per utterance, `error`, `stopped`."),
+              (status = "4XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody),
+              (status = "5XX", description = crate::openapi::ERRORS, body = crate::openapi::schemas::ErrorBody)))]
 pub async fn handler(
     State(state): State<AppState>,
     Query(q): Query<StreamQuery>,
