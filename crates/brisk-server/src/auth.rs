@@ -3,7 +3,9 @@
 //! - No keys configured: every endpoint is open (the default bind address is
 //!   127.0.0.1, so only local clients reach it).
 //! - `api_keys` set: every endpoint but health probes (and `/metrics` and the
-//!   dashboard when public) needs one of them, or an admin key.
+//!   dashboard pages, `/` and `/playground`, and `/metrics` when public)
+//!   needs one of them, or an admin key. The pages hold no data: what they
+//!   show comes from calls that need the key (the playground asks for it).
 //! - `admin_keys` set: model load/unload and cache clearing need one of them.
 //!   When API keys are set but no admin key is, admin endpoints are refused:
 //!   an ordinary client key never grants admin rights.
@@ -100,7 +102,8 @@ fn is_admin(method: &Method, path: &str) -> bool {
         || (method == Method::DELETE && path == "/v1/cache")
 }
 
-/// Probes must work for orchestrators that cannot hold secrets.
+/// Probes must work for orchestrators that cannot hold secrets; the static
+/// pages must load so they can ask for a key.
 fn is_public(path: &str, keys: &Keys) -> bool {
     path == "/v2/health/live"
         || path == "/v2/health/ready"
@@ -110,6 +113,7 @@ fn is_public(path: &str, keys: &Keys) -> bool {
         || path == "/openapi.json"
         || path == "/docs"
         || path.starts_with("/docs/")
+        || path == "/playground"
         || (keys.public_metrics && path == "/metrics")
 }
 
@@ -174,6 +178,30 @@ mod tests {
             ..Default::default()
         };
         assert!(Keys::from_config(&c).is_err());
+    }
+
+    #[test]
+    fn public_paths() {
+        let keys = Keys::default();
+        for path in ["/", "/playground", "/v2/health/live", "/v2/health/ready"] {
+            assert!(is_public(path, &keys), "{path} should be public");
+        }
+        assert!(is_public("/v2/models/m/ready", &keys));
+        for path in [
+            "/playground/",
+            "/playground/x",
+            "/v1/models",
+            "/v1/chat/completions",
+            "/v1/embeddings",
+            "/metrics",
+        ] {
+            assert!(!is_public(path, &keys), "{path} should need a key");
+        }
+        let open_metrics = Keys {
+            public_metrics: true,
+            ..Keys::default()
+        };
+        assert!(is_public("/metrics", &open_metrics));
     }
 
     #[test]

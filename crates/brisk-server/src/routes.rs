@@ -29,6 +29,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/jobs"),
     ("POST", "/v1/audio/analysis"),
     ("GET", "/"),
+    ("GET", "/playground"),
     ("GET", "/v2/health/live"),
     ("GET", "/v2/health/ready"),
     ("GET", "/v2/models/{model}/ready"),
@@ -77,6 +78,7 @@ pub fn router(state: AppState) -> Router {
         ));
     Router::new()
         .route("/", get(dashboard::page))
+        .route("/playground", get(dashboard::playground))
         .route("/v2/health/live", get(live))
         .route("/v2/health/ready", get(ready))
         .route("/v2/models/{model}/ready", get(model_ready))

@@ -15,7 +15,7 @@
 //! | `/v1/ocr` | [`ocr`] |
 //! | `/v1/pipelines[/{name}]` | [`pipelines`] |
 //! | `/v1/cache[/stats]`, prewarm | [`cache`] |
-//! | `/` (dashboard) | [`dashboard`] |
+//! | `/` (dashboard), `/playground` | [`dashboard`] |
 //! | `/v1/models[/{m}[/load|/unload]]`, `/v2/models/{m}[/ready]` | [`models`] |
 //! | `/v2/health/{live,ready}`, `/v1/startup`, `/metrics` | [`health`] |
 //!
