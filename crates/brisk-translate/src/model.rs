@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use rayon::prelude::*;
 
 use crate::marian::{self, Item};
-use crate::ops::{add_norm, relu_in_place, sigmoid, softmax_in_place, Linear};
+use crate::ops::{self, add_norm, relu_in_place, sigmoid, softmax_in_place, Linear};
 use crate::TranslateError;
 
 pub(crate) const EOS: u32 = 0;
@@ -389,7 +389,7 @@ impl Model {
                 let qv = &q[qi * q_w + q_col + h * hd..][..hd];
                 for (j, wj) in w.iter_mut().enumerate() {
                     let kr = &kv[(k0 + j) * kv_w + k_col + h * hd..][..hd];
-                    *wj = qv.iter().zip(kr).map(|(a, b)| a * b).sum::<f32>() * scale;
+                    *wj = ops::dot(qv, kr) * scale;
                 }
                 softmax_in_place(&mut w);
                 for (j, &wj) in w.iter().enumerate() {
@@ -441,13 +441,11 @@ impl Model {
         let out_w: Vec<Vec<f32>> = shortlists
             .iter()
             .map(|sl| {
-                sl.iter()
-                    .flat_map(|&t| {
-                        self.emb[t as usize * d..(t as usize + 1) * d]
-                            .iter()
-                            .copied()
-                    })
-                    .collect()
+                let mut w = Vec::with_capacity(sl.len() * d);
+                for &t in sl {
+                    w.extend_from_slice(&self.emb[t as usize * d..(t as usize + 1) * d]);
+                }
+                w
             })
             .collect();
         let mut outputs: Vec<Vec<u32>> = vec![Vec::new(); n_sent];
@@ -508,8 +506,7 @@ impl Model {
                     if t == UNK {
                         continue;
                     }
-                    let logit =
-                        xr.iter().zip(w).map(|(a, b)| a * b).sum::<f32>() + self.out_b[t as usize];
+                    let logit = ops::dot(xr, w) + self.out_b[t as usize];
                     // First maximum wins ties.
                     if logit > best.0 {
                         best = (logit, t);

@@ -145,6 +145,29 @@ pub(crate) fn sigmoid(x: f32) -> f32 {
     }
 }
 
+/// Dot product with eight independent partial sums: unlike one running sum
+/// (a strict chain of dependent adds the compiler may not reorder), the
+/// lanes vectorise. The summation order differs from a sequential sum only
+/// in the last bits.
+#[inline]
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0.0f32; 8];
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ar, br) = (ac.remainder(), bc.remainder());
+    for (x, y) in ac.zip(bc) {
+        for j in 0..8 {
+            acc[j] += x[j] * y[j];
+        }
+    }
+    let mut tail = 0.0;
+    for (x, y) in ar.iter().zip(br) {
+        tail += x * y;
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
 pub(crate) fn relu_in_place(x: &mut [f32]) {
     x.iter_mut().for_each(|v| *v = v.max(0.0));
 }
@@ -168,6 +191,16 @@ mod tests {
                     assert!((out[i * n + j] - want).abs() < 1e-5, "{i},{j}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn dot_matches_sequential_sum() {
+        for n in [0, 3, 8, 19, 256] {
+            let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.3).sin()).collect();
+            let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.7).cos()).collect();
+            let want: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+            assert!((dot(&a, &b) - want).abs() < 1e-4, "n={n}");
         }
     }
 
