@@ -228,19 +228,45 @@ impl Translator {
                 tokens += ids[order[end]].len();
                 end += 1;
             }
-            let batch: Vec<Vec<u32>> = order[start..end].iter().map(|&i| ids[i].clone()).collect();
-            let shortlists: Vec<Vec<u32>> =
-                batch.iter().map(|s| self.shortlist.generate(s)).collect();
-            let max_len: Vec<usize> = batch
-                .iter()
-                .map(|s| (self.max_length_factor * s.len() as f32).ceil() as usize)
-                .collect();
-            let res = self.pool.install(|| {
+            let batch = &order[start..end];
+            // Enough sentences: one sub-batch per thread (round-robin over
+            // the length order, so the sub-batches are alike), each run
+            // single-threaded: no synchronisation inside the forward pass.
+            // Few sentences: one batch whose products use all threads.
+            let groups: Vec<Vec<usize>> = if self.threads > 1 && batch.len() >= 4 * self.threads {
+                (0..self.threads)
+                    .map(|g| {
+                        batch
+                            .iter()
+                            .copied()
+                            .skip(g)
+                            .step_by(self.threads)
+                            .collect()
+                    })
+                    .collect()
+            } else {
+                vec![batch.to_vec()]
+            };
+            let inner_threads = if groups.len() > 1 { 1 } else { self.threads };
+            let run = |group: &Vec<usize>| -> Vec<Vec<u32>> {
+                let sents: Vec<Vec<u32>> = group.iter().map(|&i| ids[i].clone()).collect();
+                let shortlists: Vec<Vec<u32>> =
+                    sents.iter().map(|s| self.shortlist.generate(s)).collect();
+                let max_len: Vec<usize> = sents
+                    .iter()
+                    .map(|s| (self.max_length_factor * s.len() as f32).ceil() as usize)
+                    .collect();
                 self.model
-                    .translate(&batch, &shortlists, &max_len, self.threads)
+                    .translate(&sents, &shortlists, &max_len, inner_threads)
+            };
+            let results: Vec<Vec<Vec<u32>>> = self.pool.install(|| {
+                use rayon::prelude::*;
+                groups.par_iter().map(run).collect()
             });
-            for (&i, r) in order[start..end].iter().zip(res) {
-                out_ids[i] = r;
+            for (group, res) in groups.iter().zip(results) {
+                for (&i, r) in group.iter().zip(res) {
+                    out_ids[i] = r;
+                }
             }
             start = end;
         }

@@ -118,7 +118,7 @@ pub(crate) fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32]) {
 /// (dropout is inactive at inference).
 pub(crate) fn add_norm(x: &mut [f32], y: &[f32], gamma: &[f32], beta: &[f32]) {
     for (a, b) in x.iter_mut().zip(y) {
-        *a = *b + *a;
+        *a += *b;
     }
     layer_norm(x, gamma, beta);
 }
