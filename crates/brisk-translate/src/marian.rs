@@ -164,7 +164,7 @@ pub(crate) fn dequantize(name: &str, item: &Item<'_>) -> Result<Vec<f32>, Transl
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Writes a model file the way marian's `saveItems` does.

@@ -551,4 +551,140 @@ mod tests {
         assert_eq!(m["type"], "transformer");
         assert!(!m.contains_key("  - 32000"));
     }
+
+    const YML: &str = "type: transformer\ntransformer-decoder-autoreg: rnn\ndec-cell: ssru\n\
+        transformer-postprocess: dan\ntransformer-preprocess: \"\"\ntransformer-postprocess-emb: d\n\
+        transformer-postprocess-top: \"\"\ntransformer-ffn-activation: relu\ntransformer-ffn-depth: 2\n\
+        tied-embeddings-all: true\nlayer-normalization: false\n\
+        transformer-train-position-embeddings: false\ndim-emb: 8\ntransformer-heads: 2\n\
+        transformer-dim-ffn: 4\nenc-depth: 1\ndec-depth: 1\n";
+    const V: usize = 12;
+    const D: usize = 8;
+
+    /// A tiny model whose matrices are all zero: every decoder state is
+    /// then independent of the weights and the logits are the output bias
+    /// alone, so the decoding rules can be checked exactly.
+    fn tiny_model(yml: &str, out_b: &[f32]) -> Vec<u8> {
+        use crate::marian::{tests::write_model, TYPE_FLOAT32, TYPE_INTGEMM8};
+        let zeros_q = |n: usize| {
+            let mut v = vec![0u8; n];
+            v.extend_from_slice(&1.0f32.to_le_bytes());
+            v
+        };
+        let fl = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let mut items: Vec<(String, u64, Vec<i32>, Vec<u8>)> = vec![
+            (
+                "Wemb".into(),
+                TYPE_INTGEMM8,
+                vec![V as i32, D as i32],
+                zeros_q(V * D),
+            ),
+            (
+                "decoder_ff_logit_out_b".into(),
+                TYPE_FLOAT32,
+                vec![1, V as i32],
+                fl(out_b),
+            ),
+        ];
+        let mut mat = |name: String, i: usize, o: usize| {
+            items.push((
+                name,
+                TYPE_INTGEMM8,
+                vec![i as i32, o as i32],
+                zeros_q(i * o),
+            ));
+        };
+        for p in ["encoder_l1_self", "decoder_l1_context"] {
+            for w in ["Wq", "Wk", "Wv", "Wo"] {
+                mat(format!("{p}_{w}"), D, D);
+            }
+        }
+        mat("decoder_l1_rnn_W".into(), D, D);
+        mat("decoder_l1_rnn_Wf".into(), D, D);
+        for p in ["encoder_l1_ffn", "decoder_l1_ffn"] {
+            mat(format!("{p}_W1"), D, 4);
+            mat(format!("{p}_W2"), 4, D);
+        }
+        let mut vec_item = |name: String, n: usize, v: f32| {
+            items.push((name, TYPE_FLOAT32, vec![1, n as i32], fl(&vec![v; n])));
+        };
+        for p in ["encoder_l1_self", "decoder_l1_context"] {
+            for b in ["bq", "bk", "bv", "bo"] {
+                vec_item(format!("{p}_{b}"), D, 0.0);
+            }
+        }
+        vec_item("decoder_l1_rnn_bf".into(), D, 0.0);
+        for p in ["encoder_l1_ffn", "decoder_l1_ffn"] {
+            vec_item(format!("{p}_b1"), 4, 0.0);
+            vec_item(format!("{p}_b2"), D, 0.0);
+        }
+        for p in [
+            "encoder_l1_self_Wo",
+            "encoder_l1_ffn_ffn",
+            "decoder_l1_rnn_ffn",
+            "decoder_l1_context_Wo",
+            "decoder_l1_ffn_ffn",
+        ] {
+            vec_item(format!("{p}_ln_scale"), D, 1.0);
+            vec_item(format!("{p}_ln_bias"), D, 0.0);
+        }
+        items.push((
+            "special:model.yml".into(),
+            0x0101,
+            vec![yml.len() as i32],
+            yml.as_bytes().to_vec(),
+        ));
+        let refs: Vec<(&str, u64, Vec<i32>, Vec<u8>)> = items
+            .iter()
+            .map(|(n, t, s, d)| (n.as_str(), *t, s.clone(), d.clone()))
+            .collect();
+        write_model(&refs)
+    }
+
+    #[test]
+    fn greedy_rules_shortlist_unk_and_max_length() {
+        let mut b = vec![0.0f32; V];
+        b[UNK as usize] = 10.0; // best, but <unk> is never emitted
+        b[7] = 9.0; // next, but outside the shortlist
+        b[5] = 8.0; // the best allowed word
+        b[EOS as usize] = 1.0;
+        let m = Model::load(&tiny_model(YML, &b)).expect("load");
+        assert_eq!(m.vocab, V);
+        let shortlist = vec![0, 1, 2, 3, 4, 5, 6, 8];
+        // Source [3, </s>], max length ceil(2.5 * 2) = 5 words.
+        let out = m.translate(
+            &[vec![3, 0], vec![4, 4, 0]],
+            &[shortlist.clone(), shortlist.clone()],
+            &[5, 8],
+            1,
+        );
+        assert_eq!(out, vec![vec![5; 5], vec![5; 8]]);
+        // Same result on two threads and one sentence at a time.
+        assert_eq!(
+            m.translate(&[vec![3, 0]], &[shortlist.clone()], &[5], 2),
+            vec![vec![5; 5]]
+        );
+        // </s> first: empty output.
+        b[EOS as usize] = 20.0;
+        let m = Model::load(&tiny_model(YML, &b)).expect("load");
+        assert_eq!(
+            m.translate(&[vec![3, 0]], &[shortlist], &[5], 1),
+            vec![Vec::<u32>::new()]
+        );
+    }
+
+    #[test]
+    fn refuses_other_architectures() {
+        let b = vec![0.0f32; V];
+        let lstm = YML.replace("dec-cell: ssru", "dec-cell: lstm");
+        assert!(matches!(
+            Model::load(&tiny_model(&lstm, &b)),
+            Err(TranslateError::Unsupported(_))
+        ));
+        let prenorm = YML.replace("transformer-preprocess: \"\"", "transformer-preprocess: n");
+        assert!(matches!(
+            Model::load(&tiny_model(&prenorm, &b)),
+            Err(TranslateError::Unsupported(_))
+        ));
+    }
 }
