@@ -661,7 +661,7 @@ mod tests {
         assert_eq!(out, vec![vec![5; 5], vec![5; 8]]);
         // Same result on two threads and one sentence at a time.
         assert_eq!(
-            m.translate(&[vec![3, 0]], &[shortlist.clone()], &[5], 2),
+            m.translate(&[vec![3, 0]], std::slice::from_ref(&shortlist), &[5], 2),
             vec![vec![5; 5]]
         );
         // </s> first: empty output.
