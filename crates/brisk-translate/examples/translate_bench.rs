@@ -4,11 +4,26 @@
 //!  [--batch B] [--print]`
 //!
 //! Each round translates all lines in batches of B (default: all at once);
-//! prints one JSON line per round (`{"round":..,"seconds":..,"sentences":..}`),
+//! prints one JSON line per round (`{"round":..,"seconds":..,"cpu_seconds":..,
+//! "sentences":..}`; CPU time of all the process's threads, from
+//! /proc/self/stat, the steadier figure on a loaded machine),
 //! and with --print the translations of the first round (one per line).
 //! scripts/bench_translation.py drives it.
 
 use std::path::PathBuf;
+
+/// User + system CPU seconds of this process (all threads), from
+/// /proc/self/stat (fields 14 and 15, in USER_HZ = 100 ticks per second on
+/// Linux); None elsewhere.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) may hold spaces: fields count from after ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
 use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -44,13 +59,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     for round in 0..rounds {
         let t = Instant::now();
+        let c0 = cpu_seconds();
         let mut outs = Vec::with_capacity(lines.len());
         for chunk in lines.chunks(batch) {
             outs.extend(tr.translate_batch(chunk)?);
         }
         let secs = t.elapsed().as_secs_f64();
+        let cpu = match (c0, cpu_seconds()) {
+            (Some(a), Some(b)) => format!("{:.2}", b - a),
+            _ => "null".to_string(),
+        };
         println!(
-            "{{\"round\":{round},\"seconds\":{secs:.6},\"sentences\":{}}}",
+            "{{\"round\":{round},\"seconds\":{secs:.6},\"cpu_seconds\":{cpu},\"sentences\":{}}}",
             lines.len()
         );
         if print && round == 0 {
