@@ -134,6 +134,30 @@ PT = [
     "Obrigado a todos pela atenção; até segunda-feira!",
 ]
 
+# Inputs off the beaten track, recorded separately from the 50: emoji and
+# symbols outside the vocabulary (<unk> on the source side), surrounding
+# whitespace, a 130-token run-on input (longer than bergamot's 128-token
+# max-length-break: neither engine cuts it), code, addresses, all caps.
+EDGE_EN = [
+    "OK",
+    "  Leading and trailing spaces.  ",
+    "I \u2764\ufe0f math \U0001F600 and \u03c0 \u2248 3.14159!",
+    " ".join(["The quick brown fox jumps over the lazy dog."] * 12),
+    "Call me at +1 (555) 123-4567 or email john.doe@example.com.",
+    "def f(x): return x**2 + 3*x - 1",
+    "ALL CAPS SENTENCE FOR TESTING.",
+    "1, 2, 3, 4, 5, 6, 7, 8, 9, 10",
+]
+EDGE_PT = [
+    "Sim",
+    "  Espaços antes e depois.  ",
+    "Eu \u2764\ufe0f matemática \U0001F600 e \u03c0 \u2248 3,14159!",
+    " ".join(["A raposa marrom pula sobre o cão preguiçoso."] * 12),
+    "Ligue para (11) 98765-4321 ou escreva para maria.silva@exemplo.com.br.",
+    "FRASE EM MAIÚSCULAS PARA TESTE.",
+    "1, 2, 3, 4, 5, 6, 7, 8, 9, 10",
+]
+
 
 def char_ngrams(s, n):
     s = s.replace(" ", "")
@@ -189,7 +213,7 @@ def main():
                      "(raw model output, no post-processing)",
         "directions": {},
     }
-    for name, inputs in (("firefox-en-pt", EN), ("firefox-pt-en", PT)):
+    for name, inputs, edge in (("firefox-en-pt", EN, EDGE_EN), ("firefox-pt-en", PT, EDGE_PT)):
         eng = _native.NativeDirection(str(dirs[name]))
         outputs = [eng.translate(s) for s in inputs]
         # Also recorded: what the public Translator.translate returns (post-
@@ -202,6 +226,8 @@ def main():
             "outputs": outputs,
             "postprocessed_outputs": public,
             "chrf_postprocessed_vs_raw": round(chrf(public, outputs), 2),
+            "edge_inputs": edge,
+            "edge_outputs": [eng.translate(s) for s in edge],
         }
         print(f"{name}: {len(inputs)} sentences, postprocessed differs on "
               f"{sum(a != b for a, b in zip(public, outputs))}, chrF {chrf(public, outputs):.2f}",

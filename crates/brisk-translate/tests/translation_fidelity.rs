@@ -75,6 +75,24 @@ fn check_direction(name: &str, langs: (&str, &str)) {
         want.len()
     );
     assert!(mismatches.is_empty(), "{name}:\n{}", mismatches.join("\n"));
+
+    // Edge inputs (out-of-vocabulary symbols, surrounding blanks, a run-on
+    // input over 128 tokens, code): identical as well.
+    let edge_in = strings(&dir["edge_inputs"]);
+    let edge_want = strings(&dir["edge_outputs"]);
+    let edge_refs: Vec<&str> = edge_in.iter().map(String::as_str).collect();
+    assert!(edge_refs
+        .iter()
+        .any(|s| tr.encode(s).expect("encode").len() > tr.max_source_tokens()));
+    let edge_got = tr.translate_batch(&edge_refs).expect("translate");
+    for ((i, g), w) in edge_in.iter().zip(&edge_got).zip(&edge_want) {
+        assert_eq!(g, w, "{name}: edge input {i:?}");
+    }
+    println!(
+        "{name}: {}/{} edge inputs identical",
+        edge_want.len(),
+        edge_want.len()
+    );
 }
 
 #[test]
