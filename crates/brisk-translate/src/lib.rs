@@ -288,6 +288,13 @@ impl Translator {
 mod tests {
     use super::*;
 
+    /// The server shares one Translator between request handlers.
+    #[test]
+    fn translator_is_send_and_sync() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Translator>();
+    }
+
     #[test]
     fn language_pair_from_file_name() {
         let (s, t) =
