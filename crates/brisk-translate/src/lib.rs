@@ -159,6 +159,14 @@ impl Translator {
                 model.vocab
             )));
         }
+        tracing::debug!(
+            dir = %dir.display(),
+            src = %src_lang,
+            tgt = %tgt_lang,
+            vocab = model.vocab,
+            threads,
+            "translation model loaded"
+        );
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("brisk-translate-{i}"))
