@@ -43,6 +43,8 @@ pub fn available_backends() -> &'static [&'static str] {
         "candle-whisper",
         #[cfg(feature = "ct2")]
         brisk_ct2::backend::WHISPER,
+        #[cfg(feature = "translate")]
+        brisk_translate::backend::MARIAN,
         #[cfg(feature = "onnx")]
         onnx::BERT,
         #[cfg(feature = "onnx")]
@@ -98,6 +100,10 @@ impl Loader for BriskLoader {
                 &source.path,
                 &source.options,
             )?)),
+            #[cfg(feature = "translate")]
+            brisk_translate::backend::MARIAN => {
+                brisk_translate::backend::load(&source.path, &source.options)
+            }
             #[cfg(feature = "onnx")]
             onnx::BERT => Ok(Box::new(onnx::bert::OnnxBert::load(
                 &source.path,
@@ -146,6 +152,10 @@ impl Loader for BriskLoader {
             brisk_ct2::backend::WHISPER => {
                 brisk_ct2::backend::estimate_bytes(&source.path, &source.options)
             }
+            #[cfg(feature = "translate")]
+            brisk_translate::backend::MARIAN => {
+                brisk_translate::backend::estimate_bytes(&source.path)
+            }
             #[cfg(feature = "onnx")]
             onnx::VAD | onnx::PIPER | onnx::OCR => onnx::estimate_bytes(&source.path),
             _ => None,
@@ -175,6 +185,8 @@ impl Loader for BriskLoader {
             "candle-whisper" => Ok(Task::Transcription),
             #[cfg(feature = "ct2")]
             brisk_ct2::backend::WHISPER => Ok(Task::Transcription),
+            #[cfg(feature = "translate")]
+            brisk_translate::backend::MARIAN => Ok(Task::Translation),
             #[cfg(feature = "onnx")]
             onnx::BERT => Ok(onnx::bert::Kind::of(&source.path).task()),
             #[cfg(feature = "onnx")]
@@ -223,6 +235,22 @@ pub fn discover(dir: &Path) -> Vec<Discovered> {
     found
 }
 
+/// A translation model's language pair (ISO 639-1 source and target), from
+/// its options or, failing that, its folder; `None` for other backends.
+pub fn language_pair(source: &ModelSource) -> Option<(String, String)> {
+    if let (Some(s), Some(t)) = (
+        source.options.get("source_language"),
+        source.options.get("target_language"),
+    ) {
+        return Some((s.clone(), t.clone()));
+    }
+    #[cfg(feature = "translate")]
+    if source.backend == brisk_translate::backend::MARIAN {
+        return brisk_translate::backend::pair(&source.path);
+    }
+    None
+}
+
 /// Which backend can serve the model files at `path`, if any.
 pub fn detect(path: &Path) -> Option<&'static str> {
     // ONNX Runtime first: it serves BERT folders 2-3x faster than candle.
@@ -238,6 +266,10 @@ pub fn detect(path: &Path) -> Option<&'static str> {
     #[cfg(feature = "llama")]
     if brisk_llama::looks_like_gguf(path) {
         return Some(brisk_llama::BACKEND);
+    }
+    #[cfg(feature = "translate")]
+    if path.is_dir() && brisk_translate::backend::detect(path) {
+        return Some(brisk_translate::backend::MARIAN);
     }
     #[cfg(feature = "whisper")]
     if path.is_dir() && whisper::looks_like_whisper(path) {

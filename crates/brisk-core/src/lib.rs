@@ -29,6 +29,9 @@ pub enum Task {
     Ocr,
     /// Scoring documents for relevance to a query (a cross-encoder).
     Rerank,
+    /// Text to text machine translation; one model serves one language
+    /// pair (one direction).
+    Translation,
 }
 
 impl fmt::Display for Task {
@@ -41,6 +44,7 @@ impl fmt::Display for Task {
             Task::Speech => "speech",
             Task::Ocr => "ocr",
             Task::Rerank => "rerank",
+            Task::Translation => "translation",
         })
     }
 }
@@ -75,6 +79,11 @@ pub enum Request {
         documents: Vec<String>,
         truncate: bool,
     },
+    /// Translate each text (a sentence or a short paragraph) with the
+    /// model's language pair; the reply carries one text per input, in
+    /// order. Texts over the model's length are refused: the HTTP edge
+    /// splits long texts at sentence boundaries first.
+    Translate { texts: Vec<String> },
 }
 
 impl Request {
@@ -88,6 +97,7 @@ impl Request {
             Request::Speak(_) => Task::Speech,
             Request::Ocr(_) => Task::Ocr,
             Request::Rerank { .. } => Task::Rerank,
+            Request::Translate { .. } => Task::Translation,
         }
     }
 }
@@ -337,6 +347,12 @@ pub enum Response {
         /// default for one-label models).
         scores: Vec<f32>,
         /// Tokens actually fed to the model (for `usage`).
+        prompt_tokens: usize,
+    },
+    Translate {
+        /// One translation per input text, in order.
+        texts: Vec<String>,
+        /// Source tokens fed to the model (for `usage`).
         prompt_tokens: usize,
     },
     /// Music/audio analysis of an upload (no model): the JSON of

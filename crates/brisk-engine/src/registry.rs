@@ -399,6 +399,17 @@ impl Registry {
         Ok(self.entry(model)?.task)
     }
 
+    /// A translation model's language pair (ISO 639-1 codes), from its
+    /// `source_language` and `target_language` options, which the server
+    /// fills from the model folder when it reads the config.
+    pub fn language_pair(&self, model: &str) -> Option<(String, String)> {
+        let options = &self.entry(model).ok()?.spec.source.options;
+        Some((
+            options.get("source_language")?.clone(),
+            options.get("target_language")?.clone(),
+        ))
+    }
+
     /// Every model's status, each adapter (`X:NAME`) right after its model.
     pub fn status(&self) -> Vec<ModelStatus> {
         let mut all = Vec::new();
@@ -957,6 +968,19 @@ fn check_shape(request: &Request) -> Result<(), EngineError> {
             }
             Ok(())
         }
+        Request::Translate { texts } => {
+            if texts.is_empty() {
+                return Err(EngineError::InvalidInput(
+                    "'q' must not be an empty list".into(),
+                ));
+            }
+            if let Some(i) = texts.iter().position(|t| t.trim().is_empty()) {
+                return Err(EngineError::InvalidInput(format!(
+                    "q[{i}] is empty; every text must contain something to translate"
+                )));
+            }
+            Ok(())
+        }
         Request::Ocr(o) => {
             if o.width == 0 || o.height == 0 {
                 return Err(EngineError::InvalidInput("the image is empty".into()));
@@ -1060,5 +1084,8 @@ fn count_tokens(
         Request::Speak(s) => Ok(s.text.len() / 4 + 1),
         // One image at a time weighs about as much as any other.
         Request::Ocr(_) => Ok(1),
+        // Sentences batch like embedding inputs; the backend checks each
+        // against the model's length (the edge has split long texts).
+        Request::Translate { texts } => Ok(texts.iter().map(|t| t.len() / 4 + 1).sum()),
     }
 }

@@ -429,6 +429,16 @@ impl Config {
                 }
             }
         }
+        // A translation model's language pair is known before it loads (from
+        // its folder), so requests pick a model by pair and `/languages`
+        // answers without loading anything.
+        for spec in &mut specs {
+            if let Some((source, target)) = brisk_backends::language_pair(&spec.source) {
+                let o = &mut spec.source.options;
+                o.entry("source_language".into()).or_insert(source);
+                o.entry("target_language".into()).or_insert(target);
+            }
+        }
         Ok(specs)
     }
 

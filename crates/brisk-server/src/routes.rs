@@ -11,7 +11,7 @@ use crate::api::models::{
 };
 use crate::api::{
     analysis, audio, cache, chat, dashboard, embeddings, ocr, pipelines, rerank, speech, topics,
-    vad,
+    translate, vad,
 };
 use crate::error::AppError;
 use crate::{auth, jobs, observe, stream, AppState};
@@ -53,6 +53,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/cache/stats"),
     ("DELETE", "/v1/cache"),
     ("GET", "/metrics"),
+    ("POST", "/translate"),
+    ("GET", "/languages"),
+    ("POST", "/detect"),
     ("GET", "/openapi.json"),
     ("GET", "/docs"),
     ("GET", "/docs/{asset}"),
@@ -101,6 +104,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/cache/stats", get(cache::stats))
         .route("/v1/cache", axum::routing::delete(cache::clear))
         .route("/metrics", get(metrics))
+        .route("/translate", post(translate::translate))
+        .route("/languages", get(translate::languages))
+        .route("/detect", post(translate::detect_language))
         .route("/openapi.json", get(crate::openapi::openapi_json))
         .route("/docs", get(crate::openapi::docs_page))
         .route("/docs/{asset}", get(crate::openapi::docs_asset))

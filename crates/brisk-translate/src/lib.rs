@@ -10,6 +10,7 @@
 //! (f32 products over the dequantised weights, per-sentence shortlist,
 //! beam 1); its raw model output is what the fidelity test compares to.
 
+pub mod backend;
 mod marian;
 mod model;
 mod ops;

@@ -205,6 +205,13 @@ pub fn cache_key(model: &str, revision: &str, request: &Request) -> Option<Key> 
                 e.str(d);
             }
         }
+        Request::Translate { texts } => {
+            e.tag(8);
+            e.u64(texts.len() as u64);
+            for t in texts {
+                e.str(t);
+            }
+        }
         Request::Ocr(o) => {
             e.tag(6);
             e.u64(u64::from(o.width));
@@ -225,7 +232,12 @@ pub fn deterministic(request: &Request) -> bool {
         Request::Transcribe(t) => t.temperature <= 0.0,
         // Piper samples noise, but one rendering of a sentence is as good as
         // another: caching repeated phrases is what the seeds' lru_cache did.
-        Request::Vad(_) | Request::Speak(_) | Request::Ocr(_) | Request::Rerank { .. } => true,
+        // Translation is greedy.
+        Request::Vad(_)
+        | Request::Speak(_)
+        | Request::Ocr(_)
+        | Request::Rerank { .. }
+        | Request::Translate { .. } => true,
     }
 }
 
@@ -240,6 +252,7 @@ pub fn storable(response: &Response) -> bool {
         | Response::Speech(_)
         | Response::Ocr(_)
         | Response::Rerank { .. }
+        | Response::Translate { .. }
         | Response::AudioAnalysis(_) => true,
     }
 }

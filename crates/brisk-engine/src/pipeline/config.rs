@@ -80,6 +80,16 @@ pub(super) struct RerankOptions {
     pub(super) truncate: bool,
 }
 
+/// A translation step: its `input`/`prompt` is the text. The model serves
+/// one language pair; `source`/`target`, when set, must name it (checked at
+/// startup, so a config that swapped two models fails loudly).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TranslationOptions {
+    pub(super) source: Option<String>,
+    pub(super) target: Option<String>,
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct SpeechOptions {

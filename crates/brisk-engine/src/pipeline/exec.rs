@@ -18,7 +18,7 @@ use serde_json::{json, Map, Value};
 
 use super::config::{
     AnalysisOptions, EmbeddingOptions, GenerationOptions, PipelineConfig, RerankOptions,
-    SpeechOptions, TopicOptions, TranscriptionOptions,
+    SpeechOptions, TopicOptions, TranscriptionOptions, TranslationOptions,
 };
 use super::graph::{self as dag, Dag, DagError, StepFailure, StepResult, StepTiming};
 use crate::{CacheMode, CancelOnDrop, EngineError, Registry};
@@ -126,6 +126,9 @@ enum Kind {
         top_n: Option<usize>,
         truncate: bool,
     },
+    /// Machine translation of the step's text (the tutor's two
+    /// translations in seed 002).
+    Translate,
     /// Topic analysis of the selected list of documents, embedded by the
     /// step's (embeddings) model: `task = "topics"`.
     Topics(crate::topics::TopicParams),
@@ -168,6 +171,7 @@ fn output_fields(task: Task) -> &'static [&'static str] {
         Task::Generation => &["text", "finish_reason", "usage"],
         Task::Speech => &["audio", "sample_rate", "duration", "format"],
         Task::Rerank => &["results", "prompt_tokens"],
+        Task::Translation => &["text", "source", "target", "prompt_tokens"],
         Task::Vad | Task::Ocr => &[],
     }
 }
@@ -465,6 +469,29 @@ impl Pipeline {
                         top_n: o.top_n,
                         truncate: o.truncate,
                     }
+                }
+                Task::Translation => {
+                    if s.system.is_some() {
+                        return Err(err("'system' is only for generation steps".into()));
+                    }
+                    let o: TranslationOptions = options.try_into().map_err(bad_options)?;
+                    // The model serves one pair; options that name another
+                    // pair are a mistake in the config, found at startup.
+                    let (src, tgt) = registry.language_pair(&s.model).unwrap_or_default();
+                    for (what, want, have) in
+                        [("source", &o.source, &src), ("target", &o.target, &tgt)]
+                    {
+                        match want.as_deref() {
+                            Some(w) if w != have => {
+                                return Err(err(format!(
+                                    "model '{}' translates {src} to {tgt}; options.{what} is '{w}'",
+                                    s.model
+                                )))
+                            }
+                            _ => {}
+                        }
+                    }
+                    Kind::Translate
                 }
                 Task::Vad | Task::Ocr => {
                     return Err(err(format!(
@@ -867,6 +894,15 @@ async fn run_step(runner: Runner, step: Step, ctx: StepContext) -> Result<Value,
                 .infer_with(&step.model, req, CacheMode::Use)
                 .await?
         }
+        Kind::Translate => {
+            let req = Request::Translate {
+                texts: vec![ctx.text(&step.source)?],
+            };
+            runner
+                .registry
+                .infer_with(&step.model, req, CacheMode::Use)
+                .await?
+        }
         Kind::Rerank {
             documents,
             top_n,
@@ -924,6 +960,21 @@ async fn run_step(runner: Runner, step: Step, ctx: StepContext) -> Result<Value,
             let (documents, top_n) = rerank_documents.take().unwrap_or_default();
             json!({
                 "results": ranked(&scores, &documents, top_n),
+                "prompt_tokens": prompt_tokens,
+            })
+        }
+        TaskResponse::Translate {
+            texts,
+            prompt_tokens,
+        } => {
+            let (source, target) = runner
+                .registry
+                .language_pair(&step.model)
+                .unwrap_or_default();
+            json!({
+                "text": texts.into_iter().next().unwrap_or_default(),
+                "source": source,
+                "target": target,
                 "prompt_tokens": prompt_tokens,
             })
         }

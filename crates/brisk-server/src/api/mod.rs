@@ -13,6 +13,7 @@
 //! | `/v1/audio/analysis` | [`analysis`] |
 //! | `/v1/audio/vad` | [`vad`] |
 //! | `/v1/ocr` | [`ocr`] |
+//! | `/translate`, `/languages`, `/detect` (LibreTranslate) | [`translate`] |
 //! | `/v1/pipelines[/{name}]` | [`pipelines`] |
 //! | `/v1/cache[/stats]`, prewarm | [`cache`] |
 //! | `/` (dashboard), `/playground` | [`dashboard`] |
@@ -37,5 +38,6 @@ pub mod pipelines;
 pub mod rerank;
 pub mod speech;
 pub mod topics;
+pub mod translate;
 mod uploads;
 pub mod vad;

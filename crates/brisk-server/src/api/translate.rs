@@ -98,12 +98,13 @@ async fn body<T: serde::de::DeserializeOwned + Default>(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
     if is_form {
-        let axum::Form(v) = axum::Form::<T>::from_request(req, &())
-            .await
-            .map_err(|e| AppError::BadRequest {
-                message: e.body_text(),
-                param: None,
-            })?;
+        let axum::Form(v) =
+            axum::Form::<T>::from_request(req, &())
+                .await
+                .map_err(|e| AppError::BadRequest {
+                    message: e.body_text(),
+                    param: None,
+                })?;
         Ok(v)
     } else {
         let crate::error::Json(v) = crate::error::Json::<T>::from_request(req, &()).await?;
@@ -222,7 +223,7 @@ enum Piece {
 /// joining the pieces after translation keeps the layout.
 fn pieces(text: &str, html: bool) -> Vec<Piece> {
     let mut out = Vec::new();
-    let mut push_text = |t: &str, out: &mut Vec<Piece>| {
+    let push_text = |t: &str, out: &mut Vec<Piece>| {
         for s in brisk_translate::split_sentences(t) {
             let trimmed = s.trim();
             if trimmed.is_empty() {
@@ -349,10 +350,11 @@ pub async fn translate(
 ) -> Result<Response, AppError> {
     let req: TranslateRequest = body(req).await?;
     let (texts, is_list) = texts(req.q)?;
-    state
-        .config
-        .limits
-        .check_list("q", state.config.limits.max_inputs, texts.iter().map(String::as_str))?;
+    state.config.limits.check_list(
+        "q",
+        state.config.limits.max_inputs,
+        texts.iter().map(String::as_str),
+    )?;
     let html = match req.format.as_deref() {
         None | Some("text") => false,
         Some("html") => true,
@@ -407,12 +409,17 @@ pub async fn translate(
     } else {
         None
     };
-    let source_code = detected.as_ref().map_or(source.as_str(), |(c, _)| c.as_str());
+    let source_code = detected
+        .as_ref()
+        .map_or(source.as_str(), |(c, _)| c.as_str());
     let model = match req.model.filter(|m| !m.is_empty()) {
         Some(m) => {
             let pair = all.iter().find(|p| p.model == m).ok_or_else(|| {
                 AppError::bad(
-                    format!("'{m}' is not a translation model; served pairs: {}", served(&all)),
+                    format!(
+                        "'{m}' is not a translation model; served pairs: {}",
+                        served(&all)
+                    ),
                     "model",
                 )
             })?;
@@ -556,24 +563,41 @@ mod tests {
         let text = "  Hello there. How are you?\n\nFine!  ";
         let p = pieces(text, false);
         assert_eq!(join(&p, str::to_string), text);
-        let n = p.iter().filter(|p| matches!(p, Piece::Translate(_))).count();
+        let n = p
+            .iter()
+            .filter(|p| matches!(p, Piece::Translate(_)))
+            .count();
         assert_eq!(n, 3, "{p:?}");
 
         let html = r#"<p class="x">Good morning.</p><br/><b>Read <i>this</i> book.</b> a < b"#;
         let p = pieces(html, true);
         assert_eq!(join(&p, str::to_string), html);
         let upper = join(&p, |s| s.to_uppercase());
-        assert!(upper.starts_with(r#"<p class="x">GOOD MORNING.</p><br/><b>READ <i>THIS</i> BOOK.</b>"#), "{upper}");
+        assert!(
+            upper
+                .starts_with(r#"<p class="x">GOOD MORNING.</p><br/><b>READ <i>THIS</i> BOOK.</b>"#),
+            "{upper}"
+        );
     }
 
     #[test]
     fn q_as_string_or_list_and_refusals() {
-        assert_eq!(texts(Some(json!("hi"))).expect("ok"), (vec!["hi".to_string()], false));
+        assert_eq!(
+            texts(Some(json!("hi"))).expect("ok"),
+            (vec!["hi".to_string()], false)
+        );
         assert_eq!(
             texts(Some(json!(["a", "b"]))).expect("ok"),
             (vec!["a".to_string(), "b".to_string()], true)
         );
-        for bad in [json!(""), json!([]), json!([1]), json!(["a", " "]), json!({"x": 1}), Value::Null] {
+        for bad in [
+            json!(""),
+            json!([]),
+            json!([1]),
+            json!(["a", " "]),
+            json!({"x": 1}),
+            Value::Null,
+        ] {
             assert!(texts(Some(bad.clone())).is_err(), "{bad}");
         }
         assert!(texts(None).is_err());
@@ -582,10 +606,15 @@ mod tests {
     #[test]
     fn detection_chooses_among_served_sources() {
         let both = vec!["en".to_string(), "pt".to_string()];
-        let (l, c) = detect("Where is the library? I would like to read a book.", &both).expect("en");
+        let (l, c) =
+            detect("Where is the library? I would like to read a book.", &both).expect("en");
         assert_eq!(l, "en");
         assert!(c > 50.0, "{c}");
-        let (l, _) = detect("Onde fica a biblioteca? Eu gostaria de ler um livro.", &both).expect("pt");
+        let (l, _) = detect(
+            "Onde fica a biblioteca? Eu gostaria de ler um livro.",
+            &both,
+        )
+        .expect("pt");
         assert_eq!(l, "pt");
         assert_eq!(detect("hello", &[]), None);
     }

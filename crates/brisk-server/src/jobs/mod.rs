@@ -89,10 +89,12 @@ struct JsonJob {
 
 /// Only task endpoints of this server may be jobs (not jobs themselves).
 fn check_endpoint(endpoint: &str) -> Result<(), AppError> {
-    let ok = (endpoint.starts_with("/v1/") || endpoint.starts_with("/v2/"))
-        && !endpoint.starts_with("/v1/jobs")
-        && !endpoint.contains("..")
-        && endpoint.parse::<axum::http::Uri>().is_ok();
+    // `/translate` is LibreTranslate's path (no version prefix).
+    let ok =
+        (endpoint.starts_with("/v1/") || endpoint.starts_with("/v2/") || endpoint == "/translate")
+            && !endpoint.starts_with("/v1/jobs")
+            && !endpoint.contains("..")
+            && endpoint.parse::<axum::http::Uri>().is_ok();
     if ok {
         Ok(())
     } else {

@@ -26,7 +26,7 @@ pub const ERRORS: &str = "OpenAI's error shape: `{\"error\": {message, type, par
         description = "A fast-starting multi-model inference server: OpenAI-compatible \
             chat, completions, embeddings, audio and model routes, Open Inference Protocol \
             health and inference, rerank (Cohere/Jina), topics, OCR, VAD, audio analysis, \
-            pipelines and jobs. Every error is `{\"error\": {message, type, param, code}}`. \
+            pipelines and jobs, text translation (LibreTranslate). Every error is `{\"error\": {message, type, param, code}}`. \
             Cacheable answers carry `x-brisk-cache: hit|miss|bypass`.",
         license(name = "Apache-2.0"),
     ),
@@ -43,6 +43,9 @@ pub const ERRORS: &str = "OpenAI's error shape: `{\"error\": {message, type, par
         api::vad::detect,
         api::analysis::analyze,
         api::ocr::recognize,
+        api::translate::translate,
+        api::translate::languages,
+        api::translate::detect_language,
         api::pipelines::list,
         api::pipelines::run,
         crate::jobs::submit,
@@ -73,6 +76,7 @@ pub const ERRORS: &str = "OpenAI's error shape: `{\"error\": {message, type, par
         (name = "embeddings", description = "Embeddings (OpenAI, Open Inference Protocol), rerank (Cohere/Jina), topics"),
         (name = "audio", description = "Transcription, translation, live transcription, speech, VAD, analysis"),
         (name = "vision", description = "OCR"),
+        (name = "translation", description = "Text translation in LibreTranslate's API"),
         (name = "pipelines", description = "Multi-step pipelines and durable jobs"),
         (name = "models", description = "Models: list, load, unload, readiness"),
         (name = "operations", description = "Health, startup timeline, metrics, cache, dashboard, this document"),

@@ -155,9 +155,10 @@ pub struct TopicsResponse {
     /// id −1 holds the outliers.
     #[schema(value_type = Vec<Object>)]
     pub topics: Vec<Value>,
-    /// One per document: its topic and membership probability.
+    /// One per document, in request order: its topic and membership
+    /// probability.
     #[schema(value_type = Vec<Object>)]
-    pub assignments: Vec<Value>,
+    pub documents: Vec<Value>,
     pub usage: TopicsUsage,
 }
 

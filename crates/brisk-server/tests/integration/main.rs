@@ -28,4 +28,5 @@ mod rerank_e2e;
 mod security;
 mod tools_e2e;
 mod topics;
+mod translate_e2e;
 mod ws_e2e;
