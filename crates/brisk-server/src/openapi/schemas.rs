@@ -492,11 +492,17 @@ pub struct CacheCleared {
 #[serde(rename_all = "camelCase")]
 pub struct TranslateResponse {
     /// A string, or a list when `q` was a list.
-    #[schema(value_type = Object)]
-    pub translated_text: Value,
-    /// With `source: "auto"` (a list when `q` was a list).
-    #[schema(value_type = Option<Object>)]
+    pub translated_text: TextOrList,
+    /// With `source: "auto"`: `{language, confidence}` (a list of them
+    /// when `q` was a list).
     pub detected_language: Option<Value>,
+}
+
+#[derive(ToSchema, serde::Serialize)]
+#[serde(untagged)]
+pub enum TextOrList {
+    One(String),
+    Many(Vec<String>),
 }
 
 #[derive(ToSchema)]
