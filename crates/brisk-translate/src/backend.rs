@@ -112,16 +112,24 @@ impl Backend for MarianBackend {
     }
 
     /// Every sentence of every request in one call: the engine's batch
-    /// becomes one batched forward pass (length-sorted inside).
+    /// becomes one batched forward pass (length-sorted inside). A text of
+    /// several sentences is split here, so callers that do not split (a
+    /// pipeline step) get what `/translate` gives: the models were trained
+    /// on sentences and leave the tail of a long input untranslated.
     fn infer(&mut self, batch: Vec<Request>) -> Vec<Result<Response, BackendError>> {
         let max = self.translator.max_source_tokens();
-        let mut checked: Vec<Result<(Vec<String>, usize), BackendError>> = Vec::new();
+        let mut checked: Vec<Result<Checked, BackendError>> = Vec::new();
         for r in batch {
             checked.push(match r {
                 Request::Translate { texts } => {
                     let mut tokens = 0;
                     let mut err = None;
-                    for (i, t) in texts.iter().enumerate() {
+                    let pieces: Vec<Vec<Piece>> = texts.iter().map(|t| pieces(t)).collect();
+                    let sentences = pieces.iter().flatten().filter_map(|p| match p {
+                        Piece::Translate(s) => Some(s),
+                        Piece::Keep(_) => None,
+                    });
+                    for (i, t) in sentences.enumerate() {
                         match self.translator.encode(t) {
                             // Longer inputs would translate badly (the model
                             // was trained on sentences): the HTTP edge splits
@@ -142,7 +150,7 @@ impl Backend for MarianBackend {
                     }
                     match err {
                         Some(e) => Err(e),
-                        None => Ok((texts, tokens)),
+                        None => Ok((pieces, tokens)),
                     }
                 }
                 other => Err(BackendError::Unsupported(other.task().to_string())),
@@ -151,7 +159,11 @@ impl Backend for MarianBackend {
         let all: Vec<&str> = checked
             .iter()
             .filter_map(|c| c.as_ref().ok())
-            .flat_map(|(t, _)| t.iter().map(String::as_str))
+            .flat_map(|(texts, _)| texts.iter().flatten())
+            .filter_map(|p| match p {
+                Piece::Translate(s) => Some(s.as_str()),
+                Piece::Keep(_) => None,
+            })
             .collect();
         let mut out = match self.translator.translate_batch(&all) {
             Ok(out) => out.into_iter(),
@@ -167,10 +179,79 @@ impl Backend for MarianBackend {
             .into_iter()
             .map(|c| {
                 c.map(|(texts, prompt_tokens)| Response::Translate {
-                    texts: out.by_ref().take(texts.len()).collect(),
+                    texts: texts
+                        .into_iter()
+                        .map(|pieces| {
+                            pieces
+                                .into_iter()
+                                .map(|p| match p {
+                                    Piece::Keep(s) => s,
+                                    Piece::Translate(_) => out.next().unwrap_or_default(),
+                                })
+                                .collect()
+                        })
+                        .collect(),
                     prompt_tokens,
                 })
             })
             .collect()
+    }
+}
+
+/// A request ready to translate: each text as pieces, and its token count.
+type Checked = (Vec<Vec<Piece>>, usize);
+
+/// A sentence to translate, or the whitespace around it (kept as is).
+enum Piece {
+    Translate(String),
+    Keep(String),
+}
+
+/// A text as its sentences and the spacing between them; joining the
+/// pieces gives the text back.
+fn pieces(text: &str) -> Vec<Piece> {
+    let mut out = Vec::new();
+    for s in crate::split_sentences(text) {
+        let trimmed = s.trim();
+        if trimmed.is_empty() {
+            out.push(Piece::Keep(s.to_string()));
+            continue;
+        }
+        let start = s.len() - s.trim_start().len();
+        let end = start + trimmed.len();
+        if start > 0 {
+            out.push(Piece::Keep(s[..start].to_string()));
+        }
+        out.push(Piece::Translate(trimmed.to_string()));
+        if end < s.len() {
+            out.push(Piece::Keep(s[end..].to_string()));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_split_sentences_and_keep_the_spacing() {
+        let text = " Ever tried. Ever failed.\n\nNo matter. ";
+        let p = pieces(text);
+        let joined: String = p
+            .iter()
+            .map(|p| match p {
+                Piece::Keep(s) | Piece::Translate(s) => s.as_str(),
+            })
+            .collect();
+        assert_eq!(joined, text);
+        let sentences: Vec<&str> = p
+            .iter()
+            .filter_map(|p| match p {
+                Piece::Translate(s) => Some(s.as_str()),
+                Piece::Keep(_) => None,
+            })
+            .collect();
+        assert_eq!(sentences, ["Ever tried.", "Ever failed.", "No matter."]);
     }
 }

@@ -101,3 +101,58 @@ async fn voice_note_transcribes_then_embeds_and_replies_concurrently() {
         "embedding {emb:?} and reply {llm:?} did not overlap"
     );
 }
+
+/// Seed 002's tutor as shipped in the default config: Whisper, both
+/// translation directions and the piper voice. The back-translation of the
+/// student's attempt needs no transcript, so it runs during transcription.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tutor_translates_both_ways_and_speaks_feedback() {
+    let needs = [
+        "whisper-tiny-en",
+        "firefox-en-pt",
+        "firefox-pt-en",
+        "piper-joe-medium",
+        "testdata/beckett.wav",
+    ];
+    let dir = common::models_dir(&needs);
+    let wav = std::fs::read(dir.join("testdata/beckett.wav")).expect("beckett.wav");
+    let s = common::default_state(dir, |_| {});
+    s.registry.start();
+    assert!(
+        s.pipelines.get("tutor").is_some(),
+        "models present: not skipped"
+    );
+    let (ct, body) = common::multipart(&[("attempt", "Tente de novo.")], &[("file", &wav)]);
+    let (st, _, text) = common::send(&s, "POST", "/v1/pipelines/tutor", &ct, body).await;
+    assert_eq!(st, StatusCode::OK, "{text}");
+    let v: Value = serde_json::from_str(&text).expect("json");
+    let out = &v["outputs"];
+    let transcript = out["transcript"]["text"].as_str().expect("transcript");
+    assert!(transcript.to_lowercase().contains("tried"), "{transcript}");
+    // The model answer is the same translation as a direct call.
+    let (st, direct) = common::post_json(
+        &s,
+        "/translate",
+        &json!({"q": transcript, "source": "en", "target": "pt"}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{direct}");
+    let direct: Value = serde_json::from_str(&direct).expect("json");
+    assert_eq!(out["model_answer"]["text"], direct["translatedText"], "{v}");
+    let meaning = out["attempt_meaning"]["text"].as_str().expect("meaning");
+    assert!(meaning.to_lowercase().contains("again"), "{meaning}");
+    for step in ["praise", "feedback"] {
+        assert_eq!(out[step]["format"], "wav", "{step}");
+        assert!(
+            out[step]["duration"].as_f64().expect("duration") > 0.5,
+            "{step}"
+        );
+    }
+    // The attempt's translation ran while Whisper transcribed.
+    let t = &v["timings"]["steps"];
+    let ms = |step: &str, k: &str| t[step][k].as_f64().expect("timing");
+    assert!(
+        ms("attempt_meaning", "start_ms") < ms("transcript", "end_ms"),
+        "{t}"
+    );
+}
