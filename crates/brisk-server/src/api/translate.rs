@@ -211,35 +211,29 @@ fn iso639_3(code: &str) -> Option<whatlang::Lang> {
     })
 }
 
-/// A piece of a text: translated, or kept as it is (HTML tags, the
-/// whitespace between sentences).
+/// A piece of a text: translated, or kept as it is (HTML tags, blank runs
+/// between them).
 #[derive(Debug, Clone, PartialEq)]
 enum Piece {
     Translate(String),
     Keep(String),
 }
 
-/// Cuts a text into sentences (and, for HTML, tags), keeping every byte, so
-/// joining the pieces after translation keeps the layout.
+/// Cuts an HTML text into tags and the text between them, keeping every
+/// byte, so joining the pieces after translation keeps the markup. Plain
+/// text is one piece: the backend splits every text into sentences itself
+/// (brisk-translate's backend), so it is not split here too.
 fn pieces(text: &str, html: bool) -> Vec<Piece> {
     let mut out = Vec::new();
     let push_text = |t: &str, out: &mut Vec<Piece>| {
-        for s in brisk_translate::split_sentences(t) {
-            let trimmed = s.trim();
-            if trimmed.is_empty() {
-                out.push(Piece::Keep(s.to_string()));
-                continue;
+        if t.trim().is_empty() {
+            // Blank runs between tags are not text to translate (the
+            // engine refuses blank inputs).
+            if !t.is_empty() {
+                out.push(Piece::Keep(t.to_string()));
             }
-            // Leading and trailing whitespace stays outside the model.
-            let start = s.len() - s.trim_start().len();
-            let end = start + trimmed.len();
-            if start > 0 {
-                out.push(Piece::Keep(s[..start].to_string()));
-            }
-            out.push(Piece::Translate(trimmed.to_string()));
-            if end < s.len() {
-                out.push(Piece::Keep(s[end..].to_string()));
-            }
+        } else {
+            out.push(Piece::Translate(t.to_string()));
         }
     };
     if !html {
@@ -563,11 +557,8 @@ mod tests {
         let text = "  Hello there. How are you?\n\nFine!  ";
         let p = pieces(text, false);
         assert_eq!(join(&p, str::to_string), text);
-        let n = p
-            .iter()
-            .filter(|p| matches!(p, Piece::Translate(_)))
-            .count();
-        assert_eq!(n, 3, "{p:?}");
+        // Plain text goes whole to the backend, which splits sentences.
+        assert_eq!(p, vec![Piece::Translate(text.to_string())]);
 
         let html = r#"<p class="x">Good morning.</p><br/><b>Read <i>this</i> book.</b> a < b"#;
         let p = pieces(html, true);
