@@ -6,7 +6,10 @@ for the same feature set, alternating, in one run (BENCHMARKS.md, issue 22).
 
 BRISK_ANALYZE_BIN is the release build of
 `cargo build --release -p brisk-audio --example analyze`. Three timings:
-- brisk: the example binary, from process start (wall clock);
+- brisk: the example binary, from process start (wall clock), asked for
+  librosa's feature set (`--features`: everything but danceability, which
+  librosa lacks; key comes from the same chroma), and again with every
+  feature ("brisk_all") for the record;
 - librosa cold: a fresh `python -c` that imports librosa and analyses
   (from process start, as a CLI or a freshly started worker would);
 - librosa warm: in this process, librosa imported and its numba functions
@@ -48,7 +51,8 @@ def main():
     ns["analyse"](warm_clip)
     # Wall clock and CPU seconds (user + system, all threads): on a shared,
     # loaded machine the CPU time is the steadier measure of the work done.
-    times = {"brisk": [], "librosa_cold": [], "librosa_warm": []}
+    times = {"brisk": [], "brisk_all": [], "librosa_cold": [], "librosa_warm": []}
+    same_set = "loudness,tempo,key,rms,spectral,zero_crossing_rate,mfcc,chroma"
     cpu = {k: [] for k in times}
 
     def children_cpu():
@@ -61,9 +65,13 @@ def main():
 
     for _ in range(rounds):
         t, c = time.perf_counter(), children_cpu()
-        subprocess.run([binary, path], check=True, capture_output=True)
+        subprocess.run([binary, path, "--features", same_set], check=True, capture_output=True)
         times["brisk"].append(time.perf_counter() - t)
         cpu["brisk"].append(children_cpu() - c)
+        t, c = time.perf_counter(), children_cpu()
+        subprocess.run([binary, path], check=True, capture_output=True)
+        times["brisk_all"].append(time.perf_counter() - t)
+        cpu["brisk_all"].append(children_cpu() - c)
         t, c = time.perf_counter(), children_cpu()
         subprocess.run([sys.executable, "-c", ANALYSE + f"\nanalyse({path!r})"], check=True,
                        capture_output=True)

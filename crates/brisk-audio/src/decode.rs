@@ -30,8 +30,8 @@ const MIN_RATE: u32 = 1_000;
 const MAX_RATE: u32 = 768_000;
 const MAX_CHANNELS: usize = 64;
 const MAX_BAD_PACKETS: usize = 16;
-/// Shorter audio gets `tempo: null`.
-const MIN_TEMPO_SECONDS: f64 = 1.0;
+/// Shorter audio gets `tempo: null` and `danceability: null`.
+const MIN_RHYTHM_SECONDS: f64 = 1.0;
 
 #[derive(Debug, Clone, Copy)]
 pub struct AnalyzeOptions {
@@ -247,7 +247,7 @@ impl State {
             channels: self.channels as u16,
             loudness,
             tempo: pick(Feature::Tempo).map(|r| {
-                if duration < MIN_TEMPO_SECONDS {
+                if duration < MIN_RHYTHM_SECONDS {
                     None
                 } else {
                     tempo::track(&r.onset, frame_rate)
@@ -266,6 +266,13 @@ impl State {
                 var: r.mfcc_var.clone(),
             }),
             chroma: pick(Feature::Chroma).map(|r| r.chroma.clone()),
+            danceability: pick(Feature::Danceability).map(|r| {
+                if duration < MIN_RHYTHM_SECONDS {
+                    None
+                } else {
+                    r.danceability
+                }
+            }),
         })
     }
 }

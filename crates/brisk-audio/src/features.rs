@@ -14,10 +14,11 @@ pub enum Feature {
     ZeroCrossingRate,
     Mfcc,
     Chroma,
+    Danceability,
 }
 
 impl Feature {
-    pub const ALL: [Feature; 8] = [
+    pub const ALL: [Feature; 9] = [
         Feature::Loudness,
         Feature::Tempo,
         Feature::Key,
@@ -26,6 +27,7 @@ impl Feature {
         Feature::ZeroCrossingRate,
         Feature::Mfcc,
         Feature::Chroma,
+        Feature::Danceability,
     ];
 
     pub fn name(self) -> &'static str {
@@ -38,6 +40,7 @@ impl Feature {
             Feature::ZeroCrossingRate => "zero_crossing_rate",
             Feature::Mfcc => "mfcc",
             Feature::Chroma => "chroma",
+            Feature::Danceability => "danceability",
         }
     }
 
@@ -151,7 +154,7 @@ mod tests {
         assert_eq!(j.names(), vec!["loudness", "mfcc"]);
         assert!(FeatureSet::parse("tempo,bogus").is_err());
         assert!(FeatureSet::parse(" ").is_err());
-        assert_eq!(FeatureSet::all().names().len(), 8);
+        assert_eq!(FeatureSet::all().names().len(), 9);
         assert!(!FeatureSet::empty().with(Feature::Loudness).needs_frames());
     }
 }

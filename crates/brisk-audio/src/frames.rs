@@ -9,6 +9,7 @@ use std::sync::Arc;
 use realfft::num_complex::Complex;
 use realfft::{RealFftPlanner, RealToComplex};
 
+use crate::danceability::Dfa;
 use crate::features::{Feature, FeatureSet};
 
 pub(crate) const SR: u32 = 22_050;
@@ -45,6 +46,8 @@ pub(crate) struct FrameResult {
     pub chroma: Vec<f64>,
     /// librosa `onset_strength(aggregate=np.median)`, one value per frame.
     pub onset: Vec<f32>,
+    /// When asked for: the danceability of the stream (see [`Dfa`]).
+    pub danceability: Option<f64>,
 }
 
 pub(crate) struct FrameAnalyzer {
@@ -77,6 +80,8 @@ pub(crate) struct FrameAnalyzer {
     have_prev: bool,
     sums: Sums,
     onset: Vec<f32>,
+    /// Fed the same samples, framed in 10 ms rather than STFT frames.
+    dance: Option<Dfa>,
     /// Frames done (frame t is centred on sample t*HOP).
     t: u64,
 }
@@ -119,6 +124,7 @@ impl FrameAnalyzer {
             have_prev: false,
             sums: Sums::default(),
             onset: Vec::new(),
+            dance: want.has(Feature::Danceability).then(|| Dfa::new(SR)),
             t: 0,
         }
     }
@@ -132,6 +138,9 @@ impl FrameAnalyzer {
         }
         self.last = samples[samples.len() - 1];
         self.n += samples.len() as u64;
+        if let Some(d) = self.dance.as_mut() {
+            d.push(samples);
+        }
         self.buf.extend_from_slice(samples);
         let mut off = 0;
         while self.buf.len() - off >= N_FFT {
@@ -174,6 +183,7 @@ impl FrameAnalyzer {
             mfcc_var,
             chroma: s.chroma.iter().map(|v| v / f).collect(),
             onset: self.onset,
+            danceability: self.dance.and_then(Dfa::finish),
         }
     }
 

@@ -8,6 +8,7 @@
 //! STFT, hop 512, centred frames with zero padding) so the two can be
 //! compared number for number; `scripts/analysis-reference` does that.
 
+mod danceability;
 mod decode;
 mod error;
 mod features;
@@ -55,6 +56,11 @@ pub struct Analysis {
     /// largest bin is 1 (librosa `chroma_stft`, tuning 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chroma: Option<Vec<f64>>,
+    /// Essentia's `Danceability` (detrended fluctuation analysis of the
+    /// 10 ms loudness; about 0 to 3, higher for a strong regular pulse).
+    /// `null` for audio under 1 s and for silence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub danceability: Option<Option<f64>>,
 }
 
 /// EBU R128 / ITU BS.1770-4 loudness (libebur128's algorithm).

@@ -193,6 +193,7 @@ const ANALYSIS_FIELDS: &[&str] = &[
     "zero_crossing_rate",
     "mfcc",
     "chroma",
+    "danceability",
 ];
 
 /// Templates fail on undefined values: a typo in a field name is an error

@@ -23,7 +23,7 @@ use crate::error::{multipart_error, AppError};
 use crate::AppState;
 
 /// Bumped when the analysis output changes, so stored results are not reused.
-const CACHE_VERSION: &[u8] = b"brisk-audio-analysis-v1";
+const CACHE_VERSION: &[u8] = b"brisk-audio-analysis-v2";
 
 /// The upload on disk; removed when dropped.
 struct Spooled {

@@ -352,7 +352,8 @@ pub struct AnalysisForm {
     pub features: Option<String>,
 }
 
-/// Tempo and beats, key, loudness (EBU R128) and spectral features;
+/// Tempo and beats, key, loudness (EBU R128), spectral features and
+/// danceability;
 /// fields not asked for are absent.
 #[derive(ToSchema)]
 pub struct AnalysisResponse {
@@ -364,6 +365,8 @@ pub struct AnalysisResponse {
     pub key: Option<Value>,
     #[schema(value_type = Option<Object>)]
     pub loudness: Option<Value>,
+    /// Essentia's danceability (about 0 to 3); `null` under 1 s or for silence.
+    pub danceability: Option<f64>,
 }
 
 // ---- OCR ----------------------------------------------------------------------

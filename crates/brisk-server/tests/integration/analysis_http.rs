@@ -89,7 +89,7 @@ async fn song_is_analysed_and_cached_by_content_and_features() {
     assert_eq!(a["key"]["scale"], "minor");
     assert_eq!(a["mfcc"]["mean"].as_array().map(Vec::len), Some(13));
     assert_eq!(a["chroma"].as_array().map(Vec::len), Some(12));
-    for f in ["rms", "zero_crossing_rate"] {
+    for f in ["rms", "zero_crossing_rate", "danceability"] {
         assert!(a[f].is_number(), "{f}: {a}");
     }
     assert!(a["loudness"]["integrated_lufs"].is_number());
