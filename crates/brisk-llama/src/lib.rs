@@ -219,6 +219,11 @@ struct Running {
     reply: Box<dyn Reply>,
     sink: Option<TokenSink>,
     sampler: LlamaSampler,
+    /// Temperature 0 with nothing else in the chain (no penalties, bias or
+    /// grammar): the token is the argmax of the logits, taken directly.
+    /// llama.cpp's sampler would first copy the whole vocabulary into a
+    /// candidate array (151k entries for Qwen) for every token.
+    greedy: bool,
     max_tokens: usize,
     utf8: Vec<u8>,
     scanner: StopScanner,
@@ -454,7 +459,7 @@ impl LlamaCppGenerator {
                 }
             },
         };
-        let sampler = match self.sampler(&params) {
+        let (sampler, greedy) = match self.sampler(&params) {
             Ok(s) => s,
             Err(e) => return fail(reply, e),
         };
@@ -507,6 +512,7 @@ impl LlamaCppGenerator {
             reply,
             sink,
             sampler,
+            greedy,
             max_tokens: params.max_tokens,
             utf8: Vec::new(),
             scanner: StopScanner::new(&params.stop),
@@ -538,8 +544,9 @@ impl LlamaCppGenerator {
         }
     }
 
-    /// The sampler chain for `params`.
-    fn sampler(&self, params: &GenerateParams) -> Result<LlamaSampler, BackendError> {
+    /// The sampler chain for `params`, and whether it is plain greedy
+    /// (see [`Running::greedy`]).
+    fn sampler(&self, params: &GenerateParams) -> Result<(LlamaSampler, bool), BackendError> {
         let bad = |msg: String| Err(BackendError::InvalidInput(msg));
         let temperature = params.temperature;
         if !temperature.is_finite() || temperature < 0.0 {
@@ -625,6 +632,7 @@ impl LlamaCppGenerator {
             })?;
             chain.push(sampler);
         }
+        let greedy = temperature == 0.0 && chain.is_empty();
         if temperature == 0.0 {
             chain.push(LlamaSampler::greedy());
         } else {
@@ -640,7 +648,7 @@ impl LlamaCppGenerator {
             // llama.cpp seeds with 32 bits; fold the upper half in.
             chain.push(LlamaSampler::dist((seed ^ (seed >> 32)) as u32));
         }
-        Ok(LlamaSampler::chain_simple(chain))
+        Ok((LlamaSampler::chain_simple(chain), greedy))
     }
 
     /// Ends `slot`'s request with `finish`, flushing held-back text.
@@ -835,6 +843,24 @@ impl Stepper for LlamaCppGenerator {
                 self.finish(slot, FinishReason::Cancelled, true);
             }
         }
+        // Waiting requests whose shared prefix another slot now holds: copy
+        // it into their sequence (llama.cpp performs the copy at the start
+        // of the next decode, before that decode writes anything).
+        for c in self.scheduler.take_copies() {
+            let (src, dst) = (c.src as i32, c.dst as u32);
+            self.engine.with_dependent_mut(|_, ctx| {
+                // One KV stream per slot: seq_cp across streams copies the
+                // whole sequence, so drop what lies past the shared part.
+                let _ = ctx.clear_kv_cache_seq(Some(dst), None, None);
+                if let Err(e) = ctx.copy_kv_cache_seq(src, dst as i32, None, None) {
+                    tracing::error!(error = %e, "copying a shared prompt prefix");
+                }
+                let _ = ctx.clear_kv_cache_seq(Some(dst), Some(c.len as u32), None);
+            });
+            if let Some(job) = self.scheduler.job_mut(c.dst) {
+                job.cached_tokens = c.len;
+            }
+        }
         let plan = self.scheduler.plan();
         if plan.is_empty() {
             return false;
@@ -930,9 +956,13 @@ impl LlamaCppGenerator {
                 continue;
             };
             let sampler = &mut r.sampler;
-            let top = r.top_logprobs;
+            let (greedy, top) = (r.greedy, r.top_logprobs);
             let (token, logprob) = self.engine.with_dependent(|model, ctx| {
-                let token = sampler.sample(ctx, row);
+                let token = if greedy {
+                    argmax(ctx.get_logits_ith(row))
+                } else {
+                    sampler.sample(ctx, row)
+                };
                 // From the model's own distribution, before any sampler.
                 let logprob = top.map(|n| token_logprob(model, ctx.get_logits_ith(row), token, n));
                 (token, logprob)
@@ -955,6 +985,18 @@ impl LlamaCppGenerator {
             let _ = ctx.clear_kv_cache_seq(Some(slot as u32), None, None);
         });
     }
+}
+
+/// The first index of the largest logit: llama.cpp's greedy sampler keeps
+/// the first of equal maxima too, so both paths pick the same token.
+fn argmax(logits: &[f32]) -> LlamaToken {
+    let mut best = 0;
+    for (i, &v) in logits.iter().enumerate() {
+        if v > logits[best] {
+            best = i;
+        }
+    }
+    LlamaToken(best as i32)
 }
 
 /// Collects a result delivered through [`Reply`] (for [`Backend::infer`]).
@@ -1020,6 +1062,13 @@ impl Backend for LlamaCppGenerator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn argmax_keeps_the_first_of_equal_maxima() {
+        assert_eq!(argmax(&[1.0, 3.0, 3.0, 2.0]), LlamaToken(1));
+        assert_eq!(argmax(&[-5.0, -7.0]), LlamaToken(0));
+        assert_eq!(argmax(&[0.0, 0.5, f32::NEG_INFINITY, 9.0]), LlamaToken(3));
+    }
 
     #[test]
     fn utf8_is_taken_whole_characters_only() {

@@ -14,6 +14,13 @@
 //! the rest of the token budget in chunks, so a long prompt never stalls the
 //! streams already running for more than one chunk.
 //!
+//! Sharing across slots: a request whose prompt starts like the prompt
+//! another slot is reading or has read (eight users of one app, one system
+//! prompt) does not decode those tokens again. It waits until that slot
+//! holds them, then the model thread copies them into its own sequence
+//! ([`Scheduler::take_copies`]) and it reads only the rest. So N requests
+//! that arrive together with a shared prefix pay for it once.
+//!
 //! LoRA adapters: every request runs in a *group* (0 = the base weights,
 //! 1.. = an adapter). The KV a slot holds was computed under one group's
 //! weights, so the prefix cache only matches within the same group, and
@@ -28,6 +35,13 @@ pub type Token = i32;
 enum Phase {
     /// No request; the cached tokens stay for the prefix cache.
     Idle,
+    /// Waiting for slot `leader` to hold `prompt[..upto]`, to copy it
+    /// instead of decoding it (see [`Scheduler::take_copies`]).
+    Wait {
+        prompt: Vec<Token>,
+        leader: usize,
+        upto: usize,
+    },
     /// Reading the prompt: `prompt[fed..]` has not been decoded yet.
     Prefill { prompt: Vec<Token>, fed: usize },
     /// Generating: `next` was sampled and is decoded in the next step.
@@ -67,6 +81,20 @@ pub struct Admitted {
     /// Leading prompt tokens whose KV the slot already holds (reused).
     pub cached: usize,
 }
+
+/// Copy `src`'s first `len` positions into `dst` (whose sequence is empty):
+/// llama.cpp's `seq_cp` of the whole sequence, then `seq_rm` from `len` on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Copy {
+    pub src: usize,
+    pub dst: usize,
+    pub len: usize,
+}
+
+/// Fewest shared tokens worth a copy: with one KV stream per slot, llama.cpp
+/// copies a sequence's whole buffer, which costs about what decoding a few
+/// tokens does.
+pub const MIN_SHARED_COPY: usize = 16;
 
 #[derive(Debug)]
 pub struct Scheduler<J> {
@@ -147,6 +175,34 @@ impl<J> Scheduler<J> {
             return Err(job);
         };
         let cached = shared.min(prompt.len() - 1);
+        // A busy slot of the same group that holds, or is reading, a longer
+        // prefix of this prompt: wait for it and copy.
+        let leader = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| *i != slot && s.job.is_some() && s.group == group)
+            .map(|(i, s)| {
+                let ahead = match &s.phase {
+                    Phase::Prefill { prompt: p, .. } => common_prefix(p, &prompt),
+                    Phase::Wait { .. } | Phase::Idle => 0,
+                    Phase::Generate { .. } => common_prefix(&s.cached, &prompt),
+                };
+                (i, ahead.min(prompt.len() - 1))
+            })
+            .max_by_key(|&(i, n)| (n, std::cmp::Reverse(i)));
+        if let Some((leader, upto)) = leader.filter(|&(_, n)| n >= cached + MIN_SHARED_COPY) {
+            let s = &mut self.slots[slot];
+            s.cached.clear();
+            s.group = group;
+            s.phase = Phase::Wait {
+                prompt,
+                leader,
+                upto,
+            };
+            s.job = Some(job);
+            return Ok(Admitted { slot, cached: 0 });
+        }
         let s = &mut self.slots[slot];
         s.cached.truncate(cached);
         s.group = group;
@@ -156,6 +212,53 @@ impl<J> Scheduler<J> {
         };
         s.job = Some(job);
         Ok(Admitted { slot, cached })
+    }
+
+    /// Waiting slots whose leader now holds the shared prefix: each becomes
+    /// a prompt reader from `upto` on, and the caller copies the KV before
+    /// the next decode. A waiter whose leader no longer holds nor reads the
+    /// prefix (it failed, or was cancelled and reused) reads its whole
+    /// prompt itself.
+    pub fn take_copies(&mut self) -> Vec<Copy> {
+        let mut copies = Vec::new();
+        for dst in 0..self.slots.len() {
+            let (leader, upto, held, coming) = match &self.slots[dst].phase {
+                Phase::Wait {
+                    prompt,
+                    leader,
+                    upto,
+                } => {
+                    let l = &self.slots[*leader];
+                    let same = l.group == self.slots[dst].group;
+                    let held = same && common_prefix(&l.cached, prompt) >= *upto;
+                    let coming = same
+                        && l.job.is_some()
+                        && matches!(&l.phase, Phase::Prefill { prompt: p, .. }
+                            if common_prefix(p, prompt) >= *upto);
+                    (*leader, *upto, held, coming)
+                }
+                _ => continue,
+            };
+            if !held && coming {
+                continue;
+            }
+            let s = &mut self.slots[dst];
+            let Phase::Wait { prompt, .. } = std::mem::replace(&mut s.phase, Phase::Idle) else {
+                continue;
+            };
+            if held {
+                s.cached = prompt[..upto].to_vec();
+                s.phase = Phase::Prefill { prompt, fed: upto };
+                copies.push(Copy {
+                    src: leader,
+                    dst,
+                    len: upto,
+                });
+            } else {
+                s.phase = Phase::Prefill { prompt, fed: 0 };
+            }
+        }
+        copies
     }
 
     /// The next step's batch: one token per generating slot, then prompt
@@ -254,6 +357,7 @@ mod tests {
     /// Runs one step as the model thread would, sampling `token` for every
     /// slot that needs logits.
     fn step(s: &mut Scheduler<&'static str>, token: Token) -> Vec<Entry> {
+        let _ = s.take_copies();
         let plan = s.plan();
         for e in &plan {
             s.decoded(e);
@@ -277,6 +381,91 @@ mod tests {
         assert_eq!(s.release(a.slot, true), Some("a"));
         assert_eq!(s.free_slots(), 1);
         assert!(s.admit(vec![7], "c").is_ok());
+    }
+
+    fn range(a: Token, b: Token) -> Vec<Token> {
+        (a..b).collect()
+    }
+
+    #[test]
+    fn a_shared_prefix_is_read_once_then_copied() {
+        let mut s = Scheduler::new(3, 64);
+        let a = s.admit(range(0, 40), "a").expect("slot");
+        // Same first 38 tokens, own ending: waits for `a` instead of reading.
+        let mut p = range(0, 38);
+        p.extend([77, 78]);
+        let b = s.admit(p, "b").expect("slot");
+        assert_eq!(b.cached, 0);
+        assert!(s.take_copies().is_empty(), "nothing to copy yet");
+        let plan = s.plan();
+        assert_eq!(plan.len(), 1, "only the leader reads: {plan:?}");
+        assert_eq!(plan[0].slot, a.slot);
+        for e in &plan {
+            s.decoded(e);
+            s.sampled(e.slot, 5);
+        }
+        assert_eq!(
+            s.take_copies(),
+            vec![Copy {
+                src: a.slot,
+                dst: b.slot,
+                len: 38
+            }]
+        );
+        assert_eq!(s.len(b.slot), 38);
+        let plan = s.plan();
+        let eb = plan.iter().find(|e| e.slot == b.slot).expect("b reads");
+        assert_eq!(
+            (eb.pos, eb.tokens.clone(), eb.logits),
+            (38, vec![77, 78], true)
+        );
+        assert!(s.take_copies().is_empty(), "copied once");
+    }
+
+    #[test]
+    fn a_waiter_whose_leader_is_gone_reads_its_whole_prompt() {
+        let mut s = Scheduler::new(2, 64);
+        let a = s.admit(range(0, 40), "a").expect("slot");
+        let b = s.admit(range(0, 39), "b").expect("slot");
+        assert_eq!(s.release(a.slot, false), Some("a"));
+        assert!(s.take_copies().is_empty());
+        let plan = s.plan();
+        assert_eq!(plan.len(), 1);
+        assert_eq!(
+            (plan[0].slot, plan[0].pos, plan[0].tokens.len()),
+            (b.slot, 0, 39)
+        );
+    }
+
+    #[test]
+    fn short_prefixes_and_other_groups_are_read_not_copied() {
+        let mut s = Scheduler::new(3, 256);
+        s.admit(range(0, 40), "a").expect("slot");
+        let mut short = range(0, MIN_SHARED_COPY as Token - 1);
+        short.push(500);
+        s.admit(short, "b").expect("slot");
+        s.admit_in(1, range(0, 40), "c").expect("slot");
+        assert!(s.take_copies().is_empty());
+        assert_eq!(s.plan().len(), 3, "all three read at once");
+    }
+
+    #[test]
+    fn a_generating_slot_shares_what_it_holds() {
+        let mut s = Scheduler::new(2, 64);
+        let a = s.admit(range(0, 30), "a").expect("slot");
+        step(&mut s, 9);
+        // `a` holds 0..30 and generates; a new prompt 0..30 + more copies 30.
+        let mut p = range(0, 30);
+        p.extend([9, 100, 101]);
+        let b = s.admit(p, "b").expect("slot");
+        assert_eq!(
+            s.take_copies(),
+            vec![Copy {
+                src: a.slot,
+                dst: b.slot,
+                len: 30
+            }]
+        );
     }
 
     #[test]

@@ -86,6 +86,20 @@ fn generate_streaming(
     (out, pieces)
 }
 
+/// Plain greedy takes the argmax of the logits directly; a chain with a
+/// zero logit bias goes through llama.cpp's own greedy sampler instead. Both
+/// must pick the same tokens.
+#[test]
+fn greedy_fast_path_equals_llama_cpps_greedy_sampler() {
+    let prompt = user("Name three rivers in Europe and say one thing about each.");
+    let fast = generate(prompt.clone(), greedy(48));
+    let mut through_sampler = greedy(48);
+    through_sampler.logit_bias = vec![(13, 0.0)];
+    let slow = generate(prompt, through_sampler);
+    assert_eq!(fast.completion_tokens, 48, "{fast:?}");
+    assert_eq!(fast.text, slow.text);
+}
+
 #[test]
 fn greedy_decoding_is_deterministic() {
     let a = generate(user("Write one sentence about the sea."), greedy(10));
@@ -307,6 +321,75 @@ fn four_streams_decode_together_and_interleave() {
     drop(m);
     let alone = generate(user("Write a long story about the moon."), greedy(12));
     assert_eq!(alone.text, outs[2].text);
+}
+
+/// Four requests that arrive together with one long shared prefix: one
+/// slot reads it, the others copy its KV and read only their own ending.
+/// The copied KV must be the KV itself: each request's first-token
+/// distribution (top 5 log probabilities) equals the one it gets alone, up to
+/// the rounding of a different batch layout. (Whole greedy texts are not
+/// compared: this small model has near-ties that batch layout flips.)
+#[test]
+fn requests_arriving_together_read_a_shared_prefix_once() {
+    let shared = "You are reviewing support tickets for a bicycle shop. Answer in one short \
+                  sentence, politely, and never mention prices or delivery dates. Read the \
+                  ticket carefully and think about what the customer needs first. Ticket:";
+    let tickets = [
+        "my brakes squeak",
+        "the chain fell off",
+        "a flat tyre",
+        "bell is broken",
+    ];
+    let params = || GenerateParams {
+        logprobs: Some(5),
+        ..greedy(1)
+    };
+    // References from a model of its own, one slot: no copy can happen
+    // there, and no cache of the shared model is reused.
+    let mut fresh = LlamaCppGenerator::load_with(
+        &model_dir(),
+        Options {
+            threads: 2,
+            parallel: 1,
+            ..Options::default()
+        },
+    )
+    .expect("SmolLM2 loads");
+    let alone: Vec<Generation> = tickets
+        .iter()
+        .map(|t| {
+            run(
+                &mut fresh,
+                request(user(&format!("{shared} {t}")), params()),
+            )
+            .expect("alone")
+        })
+        .collect();
+    drop(fresh);
+    let mut m = model();
+    let slots: Vec<Slot> = (0..4).map(|_| Slot::default()).collect();
+    for (i, t) in tickets.iter().enumerate() {
+        let req = request(user(&format!("{shared} {t}")), params());
+        m.start(Request::Generate(req), Box::new(slots[i].clone()));
+    }
+    while m.step() {}
+    let outs: Vec<Generation> = slots
+        .iter()
+        .map(|s| s.generation().expect("answered"))
+        .collect();
+    // Three copied the shared words (the system prompt alone may also be
+    // in a slot's own cache from an earlier test: that is fewer tokens).
+    let copied = outs.iter().filter(|g| g.cached_tokens >= 50).count();
+    assert_eq!(copied, 3, "{outs:?}");
+    drop(m);
+    for ((t, g), alone) in tickets.iter().zip(&outs).zip(&alone) {
+        let (a, b) = (&alone.logprobs[0], &g.logprobs[0]);
+        assert_eq!(a.token, b.token, "{t}");
+        for ((ta, la), (tb, lb)) in a.top.iter().zip(&b.top) {
+            assert_eq!(ta, tb, "{t}: {:?} vs {:?}", a.top, b.top);
+            assert!((la - lb).abs() < 0.02, "{t}: {:?} vs {:?}", a.top, b.top);
+        }
+    }
 }
 
 #[test]
