@@ -9,10 +9,12 @@
 //!   (crates/brisk-llama) — feature `llama`
 //! - `candle-whisper`: speech recognition (Whisper, CTranslate2 `model.bin`)
 //!   on candle — feature `whisper`
-//! - `ct2-whisper`: speech recognition (Whisper, CTranslate2 `model.bin`)
-//!   on CTranslate2, as faster-whisper runs it — feature `ct2`; preferred
-//!   over `candle-whisper` when compiled in (options `compute_type`:
-//!   float32, int8 (default), int8_float32; `threads`)
+//! - `ct2-whisper`: speech recognition (Whisper, CTranslate2 `model.bin`,
+//!   or a transformers checkpoint converted at load) on CTranslate2, as
+//!   faster-whisper runs it — feature `ct2`; preferred over
+//!   `candle-whisper` when compiled in (options `compute_type`: float32,
+//!   int8 (default), int8_float32; `threads`; `adapter`: a PEFT LoRA
+//!   folder merged into a transformers checkpoint)
 //! - `onnx-silero-vad`, `onnx-piper`, `onnx-ppocr`: voice activity
 //!   detection, text to speech and OCR on ONNX Runtime — feature `onnx`
 //! - `sim`: simulated model for tests and benchmarks (see [`sim`])
@@ -94,7 +96,10 @@ impl Loader for BriskLoader {
                 &source.adapters,
             )?)),
             #[cfg(feature = "whisper")]
-            "candle-whisper" => Ok(Box::new(whisper::WhisperModel::load(&source.path)?)),
+            "candle-whisper" => {
+                whisper::refuse_transformers(&source.path, &source.options)?;
+                Ok(Box::new(whisper::WhisperModel::load(&source.path)?))
+            }
             #[cfg(feature = "ct2")]
             brisk_ct2::backend::WHISPER => Ok(Box::new(brisk_ct2::backend::load(
                 &source.path,
@@ -220,19 +225,62 @@ pub fn discover(dir: &Path) -> Vec<Discovered> {
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
             let backend = detect(&path)?;
-            Some(Discovered {
-                name,
-                source: ModelSource {
-                    backend: backend.to_string(),
-                    path,
-                    options: Default::default(),
-                    adapters: Default::default(),
-                },
-            })
+            let source = ModelSource {
+                backend: backend.to_string(),
+                path,
+                options: Default::default(),
+                adapters: Default::default(),
+            };
+            // A transformers Whisper checkpoint brings the PEFT adapters
+            // beside it.
+            #[cfg(feature = "ct2")]
+            if brisk_ct2::hf::looks_like_hf_whisper(&source.path) {
+                return Some(whisper_with_adapters(name, source));
+            }
+            Some(vec![Discovered { name, source }])
         })
+        .flatten()
         .collect();
     found.sort_by(|a, b| a.name.cmp(&b.name));
     found
+}
+
+/// A transformers Whisper folder `NAME` and the PEFT adapters inside it:
+/// `NAME/adapter/` is merged into model `NAME` itself (the folder is a
+/// fine-tuned model); each `NAME/adapter_SUFFIX/` adds a model
+/// `NAME-SUFFIX` with that adapter, next to `NAME`.
+#[cfg(feature = "ct2")]
+fn whisper_with_adapters(name: String, source: ModelSource) -> Vec<Discovered> {
+    let with = |name: String, adapter: &Path| {
+        let mut s = source.clone();
+        s.options
+            .insert("adapter".into(), adapter.to_string_lossy().into_owned());
+        Discovered { name, source: s }
+    };
+    let main = source.path.join("adapter");
+    let mut out = vec![if brisk_ct2::lora::looks_like_adapter(&main) {
+        with(name.clone(), &main)
+    } else {
+        Discovered {
+            name: name.clone(),
+            source: source.clone(),
+        }
+    }];
+    let mut extra: Vec<Discovered> = std::fs::read_dir(&source.path)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let file = e.file_name().to_string_lossy().into_owned();
+            let suffix = file.strip_prefix("adapter_")?;
+            let p = e.path();
+            (!suffix.is_empty() && brisk_ct2::lora::looks_like_adapter(&p))
+                .then(|| with(format!("{name}-{suffix}"), &p))
+        })
+        .collect();
+    extra.sort_by(|a, b| a.name.cmp(&b.name));
+    out.append(&mut extra);
+    out
 }
 
 /// A translation model's language pair (ISO 639-1 source and target), from
@@ -271,6 +319,12 @@ pub fn detect(path: &Path) -> Option<&'static str> {
     if path.is_dir() && brisk_translate::backend::detect(path) {
         return Some(brisk_translate::backend::MARIAN);
     }
+    // A transformers Whisper checkpoint: converted to CTranslate2's format
+    // at load by ct2-whisper (candle-whisper reads model.bin only).
+    #[cfg(feature = "ct2")]
+    if path.is_dir() && brisk_ct2::hf::looks_like_hf_whisper(path) {
+        return Some(brisk_ct2::backend::WHISPER);
+    }
     #[cfg(feature = "whisper")]
     if path.is_dir() && whisper::looks_like_whisper(path) {
         // The CTranslate2 engine, when compiled in, is the faster one and
@@ -287,6 +341,90 @@ pub fn detect(path: &Path) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A folder that looks like a transformers Whisper checkpoint (the
+    /// files are not read before load).
+    #[cfg(feature = "ct2")]
+    fn fake_transformers_whisper(dir: &Path) {
+        std::fs::create_dir_all(dir).expect("dir");
+        std::fs::write(dir.join("config.json"), r#"{"model_type": "whisper"}"#).expect("cfg");
+        std::fs::write(dir.join("model.safetensors"), b"").expect("weights");
+    }
+
+    #[cfg(feature = "ct2")]
+    #[test]
+    fn discovery_serves_transformers_whisper_and_its_adapters_with_ct2() {
+        let models = std::env::temp_dir().join(format!("brisk-discover-hf-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&models);
+        fake_transformers_whisper(&models.join("asr-plain"));
+        let base = models.join("asr-ft");
+        fake_transformers_whisper(&base);
+        for sub in ["adapter", "adapter_calls", "adapter_empty"] {
+            std::fs::create_dir_all(base.join(sub)).expect("adapter dir");
+        }
+        // adapter_empty has no adapter_config.json: not an adapter.
+        for sub in ["adapter", "adapter_calls"] {
+            std::fs::write(base.join(sub).join("adapter_config.json"), "{}").expect("cfg");
+        }
+        let found = discover(&models);
+        let got: Vec<(&str, &str, Option<&String>)> = found
+            .iter()
+            .map(|f| {
+                (
+                    f.name.as_str(),
+                    f.source.backend.as_str(),
+                    f.source.options.get("adapter"),
+                )
+            })
+            .collect();
+        let adapter = |sub: &str| base.join(sub).to_string_lossy().into_owned();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "asr-ft",
+                    brisk_ct2::backend::WHISPER,
+                    Some(&adapter("adapter"))
+                ),
+                (
+                    "asr-ft-calls",
+                    brisk_ct2::backend::WHISPER,
+                    Some(&adapter("adapter_calls"))
+                ),
+                ("asr-plain", brisk_ct2::backend::WHISPER, None),
+            ]
+        );
+        std::fs::remove_dir_all(&models).ok();
+    }
+
+    #[cfg(feature = "ct2")]
+    #[test]
+    fn candle_whisper_refuses_transformers_checkpoints_and_adapters_by_name() {
+        let dir = std::env::temp_dir().join(format!("brisk-candle-hf-{}", std::process::id()));
+        fake_transformers_whisper(&dir);
+        let loader = BriskLoader::new();
+        let mut src = ModelSource {
+            backend: "candle-whisper".into(),
+            path: dir.clone(),
+            options: Default::default(),
+            adapters: Default::default(),
+        };
+        let Err(e) = loader.load("m", &src) else {
+            panic!("candle-whisper loaded a transformers checkpoint");
+        };
+        let e = e.to_string();
+        assert!(
+            e.contains("transformers checkpoint") && e.contains("ct2-whisper"),
+            "{e}"
+        );
+        src.path = "/nonexistent".into();
+        src.options.insert("adapter".into(), "/a".into());
+        let Err(e) = loader.load("m", &src) else {
+            panic!("candle-whisper took an adapter");
+        };
+        assert!(e.to_string().contains("adapter /a"), "{e}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
 
     #[test]
     fn discover_on_missing_dir_is_empty() {

@@ -1,7 +1,7 @@
 //! [`Ct2Whisper`] as a brisk [`Backend`].
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use brisk_core::{Backend, BackendError, Request, Response, Task};
 
@@ -11,12 +11,14 @@ use crate::whisper::{Ct2Whisper, DecodeOptions, LoadOptions};
 pub const WHISPER: &str = "ct2-whisper";
 
 /// Model options read from the configuration: `compute_type` (default
-/// `int8`) and `threads` (default 0: one per core). Unknown keys
-/// are refused so a typo is not silently ignored.
+/// `int8`), `threads` (default 0: one per core) and `adapter` (see
+/// [`adapter`]). Unknown keys are refused so a typo is not silently
+/// ignored.
 pub fn load_options(options: &BTreeMap<String, String>) -> Result<LoadOptions, BackendError> {
     let mut lo = LoadOptions::default();
     for (k, v) in options {
         match k.as_str() {
+            "adapter" => {}
             "compute_type" => {
                 crate::whisper::parse_compute_type(v)?;
                 lo.compute_type = v.clone();
@@ -28,7 +30,7 @@ pub fn load_options(options: &BTreeMap<String, String>) -> Result<LoadOptions, B
             }
             other => {
                 return Err(BackendError::InvalidModel(format!(
-                    "unknown option '{other}' for backend {WHISPER} (known: compute_type, threads)"
+                    "unknown option '{other}' for backend {WHISPER} (known: compute_type, threads, adapter)"
                 )))
             }
         }
@@ -36,14 +38,55 @@ pub fn load_options(options: &BTreeMap<String, String>) -> Result<LoadOptions, B
     Ok(lo)
 }
 
-/// Loads a model folder for [`WHISPER`].
-pub fn load(dir: &Path, options: &BTreeMap<String, String>) -> Result<Ct2Whisper, BackendError> {
-    Ct2Whisper::load(dir, &load_options(options)?)
+/// The PEFT LoRA adapter folder of option `adapter`, if any: an absolute
+/// path, or relative to the model folder (where discovery finds
+/// `adapter/` and `adapter_*/`; the server resolves `[models.X] adapter`
+/// against `models_dir` before it gets here).
+pub fn adapter(dir: &Path, options: &BTreeMap<String, String>) -> Option<PathBuf> {
+    options.get("adapter").map(|a| dir.join(a))
 }
 
-/// Expected resident size for the options (int8 by default).
+/// The CTranslate2 folder CTranslate2 loads for the model folder `dir`: a
+/// transformers Whisper checkpoint is converted (the adapter merged),
+/// once, into its fingerprinted cache ([`crate::hf::prepare`]); a
+/// CTranslate2 folder is used as it is, and an adapter on it is refused
+/// (merging needs the transformers weights). Returns the folder and
+/// whether this call converted.
+pub fn ct2_folder(
+    dir: &Path,
+    options: &BTreeMap<String, String>,
+) -> Result<(PathBuf, bool), BackendError> {
+    let adapter = adapter(dir, options);
+    if crate::hf::looks_like_hf_whisper(dir) {
+        return crate::hf::prepare(dir, adapter.as_deref());
+    }
+    if let Some(a) = adapter {
+        return Err(BackendError::InvalidModel(format!(
+            "adapter {}: LoRA adapters apply to transformers checkpoints \
+             (config.json with model_type whisper + model.safetensors), and {} is not one",
+            a.display(),
+            dir.display()
+        )));
+    }
+    Ok((dir.to_path_buf(), false))
+}
+
+/// Loads a model folder for [`WHISPER`]: a CTranslate2 folder, or a
+/// transformers checkpoint (plus option `adapter`) through [`ct2_folder`].
+pub fn load(dir: &Path, options: &BTreeMap<String, String>) -> Result<Ct2Whisper, BackendError> {
+    let lo = load_options(options)?;
+    let (folder, _) = ct2_folder(dir, options)?;
+    Ct2Whisper::load(&folder, &lo)
+}
+
+/// Expected resident size for the options (int8 by default), from the
+/// float16 size of the weights: `model.bin`, or a transformers
+/// checkpoint's safetensors before conversion.
 pub fn estimate_bytes(dir: &Path, options: &BTreeMap<String, String>) -> Option<u64> {
-    let len = std::fs::metadata(dir.join("model.bin")).ok()?.len();
+    let len = match std::fs::metadata(dir.join("model.bin")) {
+        Ok(m) => m.len(),
+        Err(_) => crate::hf::float16_bytes(dir)?,
+    };
     let f32 = options.get("compute_type").is_some_and(|c| c == "float32");
     Some(if f32 { len.saturating_mul(2) } else { len })
 }

@@ -8,8 +8,14 @@
 //! everything that touches it, so only ct2rs's small C++ bridge is ever
 //! compiled, once. The same engine has a `Translator` (Marian, NLLB,
 //! M2M100) for text translation later.
+//!
+//! Whisper checkpoints in the transformers layout (with a PEFT LoRA adapter
+//! merged) are converted to CTranslate2's format at load, in Rust, and
+//! cached beside the model ([`hf`], [`lora`]).
 
 pub mod backend;
+pub mod hf;
+pub mod lora;
 pub mod mel;
 pub mod whisper;
 pub mod words;

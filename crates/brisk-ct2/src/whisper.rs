@@ -275,7 +275,11 @@ impl Ct2Whisper {
         let n_mels = model.n_mels();
         let suppress = suppressed_tokens(&tokenizer, &sp);
         let vocabulary = read_vocabulary(dir)?;
-        let file_len = std::fs::metadata(&bin).map(|m| m.len()).unwrap_or(0);
+        let mut file_len = std::fs::metadata(&bin).map(|m| m.len()).unwrap_or(0);
+        // A float32 file (a merged LoRA conversion) counts as its float16 size.
+        if crate::hf::weights_code(&bin) == Some(0) {
+            file_len /= 2;
+        }
         // float16 weights become float32 (x2) or int8 (x0.5) in memory.
         let memory_bytes = match opts.compute_type.as_str() {
             "float32" => file_len.saturating_mul(2),
@@ -377,6 +381,50 @@ impl Ct2Whisper {
         let sv =
             StorageView::new(&[1, n_mels, N_FRAMES], window, Device::CPU).map_err(inference)?;
         self.model.encode(&sv, false).map_err(inference)
+    }
+
+    /// The log-mel feature extractor (the model's number of mel bins).
+    pub fn feature_extractor(&self) -> &FeatureExtractor {
+        &self.features
+    }
+
+    /// Probability of each forced text token as CTranslate2 scores it
+    /// (`Whisper::align`, where faster-whisper's word probabilities come
+    /// from): decoder input `start` + `<|notimestamps|>` + `text` +
+    /// `<|endoftext|>` on the encoder output of one `n_mels x 3000` feature
+    /// window, softmax over the text vocabulary (ids below
+    /// `<|endoftext|>`). CTranslate2 returns no logits, so this is what
+    /// brisk's numbers are compared with transformers' on
+    /// (tests/whisper_hf.rs). Needs `alignment_heads` in config.json.
+    pub fn text_token_probs(
+        &self,
+        window: &mut [f32],
+        start: &[u32],
+        text: &[u32],
+    ) -> Result<Vec<f32>, BackendError> {
+        let want = self.features.n_mels() * N_FRAMES;
+        if window.len() != want {
+            return Err(invalid_input(format!(
+                "feature window has {} values, the model takes {want}",
+                window.len()
+            )));
+        }
+        if !self.has_alignment_heads {
+            return Err(invalid_input(
+                "token probabilities need alignment_heads in config.json",
+            ));
+        }
+        let enc = self.encode(window)?;
+        let start: Vec<usize> = start.iter().map(|&t| t as usize).collect();
+        let text: Vec<usize> = text.iter().map(|&t| t as usize).collect();
+        let r = self
+            .model
+            .align(&enc, &start, &[text], &[N_FRAMES], 7)
+            .map_err(inference)?;
+        r.into_iter()
+            .next()
+            .map(|a| a.text_token_probs)
+            .ok_or_else(|| inference("align returned nothing"))
     }
 
     /// faster-whisper's `detect_language` on the first window.

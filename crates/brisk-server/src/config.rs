@@ -352,6 +352,10 @@ pub struct ModelConfig {
     pub cache: Option<bool>,
     #[serde(default)]
     pub options: BTreeMap<String, toml::Value>,
+    /// A PEFT LoRA adapter folder merged into the model at load (Whisper
+    /// transformers checkpoints, backend ct2-whisper); resolved like
+    /// `source`. It becomes the backend option `adapter`.
+    pub adapter: Option<String>,
     /// LoRA adapters (`adapters = { NAME = "file.gguf" }`), served as the
     /// models `X:NAME`. A relative path is found beside the model: in its
     /// folder, or in the folder of a model given as a file.
@@ -392,7 +396,7 @@ impl Config {
                     })?
                     .to_string(),
             };
-            let options = m
+            let mut options: BTreeMap<String, String> = m
                 .options
                 .iter()
                 .map(|(k, v)| {
@@ -403,6 +407,20 @@ impl Config {
                     (k.clone(), v)
                 })
                 .collect();
+            if let Some(adapter) = &m.adapter {
+                let model_err = |reason: String| ConfigError::Model {
+                    model: name.clone(),
+                    reason,
+                };
+                if options.contains_key("adapter") {
+                    return Err(model_err(
+                        "'adapter' is given both as a key and in options".into(),
+                    ));
+                }
+                let path = resolve_source(adapter, &self.server.models_dir)
+                    .map_err(|r| model_err(format!("adapter: {r}")))?;
+                options.insert("adapter".into(), path.to_string_lossy().into_owned());
+            }
             let adapters =
                 resolve_adapters(&m.adapters, &path).map_err(|reason| ConfigError::Model {
                     model: name.clone(),
@@ -420,10 +438,25 @@ impl Config {
             ));
         }
         if self.server.discover {
-            let configured: Vec<PathBuf> = specs.iter().map(|s| s.source.path.clone()).collect();
+            // A configured model hides the discovered one with the same
+            // files: the same folder and the same adapter (a Whisper folder
+            // is discovered once per adapter beside it).
+            let adapter = |s: &ModelSource| s.options.get("adapter").map(PathBuf::from);
+            let configured: Vec<(PathBuf, Option<PathBuf>)> = specs
+                .iter()
+                .map(|s| (s.source.path.clone(), adapter(&s.source)))
+                .collect();
             for found in brisk_backends::discover(&self.server.models_dir) {
+                let found_adapter = adapter(&found.source);
                 let taken = self.models.contains_key(&found.name)
-                    || configured.iter().any(|p| same_path(p, &found.source.path));
+                    || configured.iter().any(|(p, a)| {
+                        same_path(p, &found.source.path)
+                            && match (a, &found_adapter) {
+                                (Some(a), Some(b)) => same_path(a, b),
+                                (None, None) => true,
+                                _ => false,
+                            }
+                    });
                 if !taken {
                     specs.push(self.spec(&found.name, found.source, &ModelConfig::default()));
                 }
@@ -475,9 +508,6 @@ fn same_path(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// Turns a configured source into a local path. `hf://org/name[@rev]` is
-/// looked up in the local Hugging Face cache (`$HF_HOME/hub`, default
-/// `~/.cache/huggingface/hub`); brisk never downloads at run time.
 /// The adapter files of a model at `model_path`, checked to exist; names
 /// must be usable after `model:` in a request.
 fn resolve_adapters(
@@ -506,6 +536,9 @@ fn resolve_adapters(
         .collect()
 }
 
+/// Turns a configured source into a local path. `hf://org/name[@rev]` is
+/// looked up in the local Hugging Face cache (`$HF_HOME/hub`, default
+/// `~/.cache/huggingface/hub`); brisk never downloads at run time.
 pub fn resolve_source(source: &str, models_dir: &Path) -> Result<PathBuf, String> {
     if let Some(repo) = source.strip_prefix("hf://") {
         let (repo, rev) = repo.split_once('@').unwrap_or((repo, "main"));
@@ -732,6 +765,53 @@ mod tests {
         assert_eq!(b.max_queue, 7);
         assert!(!b.pinned);
         assert_eq!(b.source.path, PathBuf::from("/abs/b"));
+    }
+
+    #[test]
+    fn whisper_adapter_key_becomes_the_backend_option_resolved_like_source() {
+        let c = Config::from_toml(
+            r#"
+            [server]
+            models_dir = "/m"
+            discover = false
+            [models.asr]
+            source = "whisper-large-v3"
+            backend = "ct2-whisper"
+            adapter = "calls-lora"
+            [models.abs]
+            source = "w"
+            backend = "ct2-whisper"
+            adapter = "/elsewhere/lora"
+            "#,
+        )
+        .expect("config");
+        let specs = c.model_specs().expect("specs");
+        let by_name = |n: &str| {
+            specs
+                .iter()
+                .find(|s| s.name == n)
+                .unwrap_or_else(|| panic!("no {n}"))
+        };
+        assert_eq!(by_name("asr").source.options["adapter"], "/m/calls-lora");
+        assert_eq!(by_name("abs").source.options["adapter"], "/elsewhere/lora");
+        let twice = Config::from_toml(
+            r#"
+            [server]
+            models_dir = "/m"
+            discover = false
+            [models.asr]
+            source = "w"
+            backend = "ct2-whisper"
+            adapter = "a"
+            options = { adapter = "b" }
+            "#,
+        )
+        .expect("config");
+        let Err(err) = twice.model_specs() else {
+            panic!("adapter given twice must be refused");
+        };
+        let err = err.to_string();
+        assert!(err.contains("'adapter'") && err.contains("asr"), "{err}");
     }
 
     #[test]

@@ -86,6 +86,34 @@ pub fn looks_like_whisper(dir: &Path) -> bool {
     matches!(ct2::read_spec(&bin), Some((_, spec)) if spec == "WhisperSpec")
 }
 
+/// candle-whisper reads CTranslate2 folders only: a transformers
+/// checkpoint, or a LoRA adapter, is refused with the backend that serves
+/// it (ct2-whisper converts the checkpoint and merges the adapter at load)
+/// instead of failing on a missing model.bin.
+pub fn refuse_transformers(
+    dir: &Path,
+    options: &std::collections::BTreeMap<String, String>,
+) -> Result<(), brisk_core::BackendError> {
+    let refuse = |what: String| {
+        Err(brisk_core::BackendError::InvalidModel(format!(
+            "{what}: candle-whisper reads CTranslate2 folders (model.bin) only; \
+             use backend ct2-whisper, which converts transformers checkpoints \
+             and merges LoRA adapters at load"
+        )))
+    };
+    if let Some(a) = options.get("adapter") {
+        return refuse(format!("adapter {a}"));
+    }
+    let model_type = std::fs::read_to_string(dir.join("config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|c| c.get("model_type")?.as_str().map(str::to_string));
+    if !dir.join("model.bin").is_file() && model_type.as_deref() == Some("whisper") {
+        return refuse(format!("{} is a transformers checkpoint", dir.display()));
+    }
+    Ok(())
+}
+
 /// Expected resident size: the weights are held as f32, twice the size of
 /// the usual float16 `model.bin`.
 pub fn estimate_bytes(dir: &Path) -> Option<u64> {

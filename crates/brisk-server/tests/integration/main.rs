@@ -29,4 +29,6 @@ mod security;
 mod tools_e2e;
 mod topics;
 mod translate_e2e;
+#[cfg(feature = "ct2")]
+mod whisper_hf_e2e;
 mod ws_e2e;
