@@ -123,7 +123,10 @@ pub fn tone_wav(seconds: f64) -> Vec<u8> {
 
 /// Lowercase words without punctuation, for word error rates.
 pub fn words(s: &str) -> Vec<String> {
-    s.split_whitespace()
+    // Hyphens split words, as Whisper's own English normaliser does:
+    // "Ever-tried" and "Ever tried" are the same two words (int8 Whisper
+    // writes either, depending on thread timing in its reductions).
+    s.split(|c: char| c.is_whitespace() || c == '-')
         .map(|w| {
             w.chars()
                 .filter(|c| c.is_alphanumeric())
