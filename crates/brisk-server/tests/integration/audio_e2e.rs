@@ -213,26 +213,23 @@ async fn broken_uploads_get_clear_4xx() {
 
 /// beckett.wav `times` times with a second of silence between: a file past
 /// Whisper's 30 s window when `times` is 4.
-fn beckett_repeated(times: usize) -> Vec<u8> {
-    let wav = beckett();
-    let data = wav
-        .windows(4)
-        .position(|w| w == b"data")
-        .expect("data chunk");
-    let pcm = &wav[data + 8..];
-    let mut all = Vec::new();
-    for i in 0..times {
-        if i > 0 {
-            all.extend(std::iter::repeat_n(0u8, 2 * 16_000));
-        }
-        all.extend_from_slice(pcm);
-    }
-    let mut out = wav[..data + 4].to_vec();
-    out.extend_from_slice(&(all.len() as u32).to_le_bytes());
-    out.extend_from_slice(&all);
-    let riff = (out.len() - 8) as u32;
-    out[4..8].copy_from_slice(&riff.to_le_bytes());
-    out
+/// A synthesized 40.2 s clip of varied speech (tests/fixtures/whisper/,
+/// scripts/gen_whisper_speech.py) and the text it speaks.
+///
+/// Not beckett.wav repeated: one 30 s window holding the same sentences
+/// three times gzips past the compression-ratio threshold (2.4), so the
+/// decoder falls back to sampling at temperature 0.2, which is random, as
+/// in faster-whisper; the test then checked luck, not VAD cutting.
+fn long_speech() -> (Vec<u8>, String) {
+    const CLIP: &str = "piper_long_110";
+    let dir =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/whisper");
+    let truth: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("truth.json")).expect("truth.json"))
+            .expect("json");
+    let text = truth[CLIP].as_str().expect("text").to_string();
+    let audio = std::fs::read(dir.join(format!("{CLIP}.flac"))).expect("flac");
+    (audio, text)
 }
 
 fn vad_loads(s: &AppState) -> u64 {
@@ -387,7 +384,7 @@ async fn word_timestamps_on_a_model_without_alignment_heads_are_a_400() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_audio_is_cut_at_the_vads_silences_by_default() {
-    let wav = beckett_repeated(4);
+    let (wav, truth) = long_speech();
     // Default: past 30 s, the VAD model finds the silences.
     let s = state(50 << 20, 600.0);
     assert_eq!(vad_loads(&s), 0);
@@ -401,9 +398,10 @@ async fn long_audio_is_cut_at_the_vads_silences_by_default() {
     assert_eq!(st, StatusCode::OK, "{body}");
     assert_eq!(vad_loads(&s), 1, "the VAD model ran");
     let v: Value = serde_json::from_str(&body).expect("json");
-    let four = [BECKETT; 4].join(" ");
     let text = v["text"].as_str().expect("string");
-    assert!(common::wer(&four, text) <= 0.2, "{text}");
+    let e = common::wer(&truth, text);
+    eprintln!("WER with VAD {e:.3}");
+    assert!(e <= 0.2, "{text}");
     assert!(v["duration"].as_f64().expect("number") > 40.0, "{body}");
 
     // vad_filter=false: one pass over the whole file, no VAD.
@@ -418,10 +416,8 @@ async fn long_audio_is_cut_at_the_vads_silences_by_default() {
     assert_eq!(st, StatusCode::OK, "{body}");
     assert_eq!(vad_loads(&s), 0, "no VAD with vad_filter=false");
     let text: Value = serde_json::from_str(&body).expect("json");
-    // Over one long pass tiny.en sometimes writes "Ever-tried": a hyphen is
-    // not a word error.
-    let text = text["text"].as_str().expect("string").replace('-', " ");
-    assert!(common::wer(&four, &text) <= 0.2, "{body}");
+    let text = text["text"].as_str().expect("string");
+    assert!(common::wer(&truth, text) <= 0.2, "{body}");
 
     // Short audio with vad_filter=true goes through the VAD too.
     let (st, body) = post(
