@@ -25,18 +25,17 @@ import argparse
 import ctypes
 import json
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import llama_cpp as L
 import numpy as np
 
-PROMPT = (
-    "You are reviewing a short technical design. The service receives "
-    "requests over HTTP, places them in a queue per model, and a worker thread per model takes "
-    "batches from the queue and runs them through the model. Memory is limited, so models are "
-    "loaded on demand and evicted when unused. Write a detailed, step by step explanation of how "
-    "such a server should handle overload, cancellation and errors, with examples."
-)
+# The prompt of the llama-cpp-python baseline (and of llama_cpp_bench).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_llama_cpp import PROMPT  # noqa: E402
+
 
 
 def tokenize(vocab, text: str) -> list[int]:

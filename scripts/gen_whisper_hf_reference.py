@@ -408,7 +408,7 @@ def tiny_config():
 
 def main() -> int:
     from safetensors.numpy import save_file
-    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
+    from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration
 
     torch.manual_seed(0)
     torch.set_num_threads(2)
@@ -429,26 +429,7 @@ def main() -> int:
     # ---- tiny.en in the transformers layout
     ct2, _ = read_ct2(mdir / "whisper-tiny-en/model.bin")
     tensors = ct2_to_hf_tensors(ct2)
-    ct2_cfg = json.loads((mdir / "whisper-tiny-en/config.json").read_text())
-    config = WhisperConfig(
-        vocab_size=51864,
-        num_mel_bins=80,
-        encoder_layers=4,
-        encoder_attention_heads=6,
-        decoder_layers=4,
-        decoder_attention_heads=6,
-        d_model=384,
-        encoder_ffn_dim=1536,
-        decoder_ffn_dim=1536,
-        max_source_positions=1500,
-        max_target_positions=448,
-        decoder_start_token_id=50257,
-        bos_token_id=50257,
-        eos_token_id=50256,
-        pad_token_id=50256,
-        suppress_tokens=ct2_cfg["suppress_ids"],
-        begin_suppress_tokens=ct2_cfg["suppress_ids_begin"],
-    )
+    config = tiny_config()
     tmp = Path(tempfile.mkdtemp(prefix="whisper-hf-"))
     try:
         tiny_dir = tmp / "tiny"
