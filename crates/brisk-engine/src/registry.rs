@@ -486,6 +486,33 @@ impl Registry {
         self.shared.epoch.elapsed().as_millis() as u64
     }
 
+    /// Each text's length in the model's tokens (cut at its longest input),
+    /// loading the model if needed; `None` when the model has no tokenizer
+    /// the engine can use. For callers that group many texts into requests
+    /// by length, as topic analysis does, so each batch pads little.
+    pub async fn token_counts(
+        &self,
+        model: &str,
+        texts: Vec<String>,
+    ) -> Result<Option<Vec<usize>>, EngineError> {
+        let e = self.entry(model)?.clone();
+        let Some(counter) = self.ensure_loaded(&e).await?.counter else {
+            return Ok(None);
+        };
+        // Tokenizing thousands of texts takes CPU time: off the async
+        // runtime's threads, as `prepare` does.
+        let counts = tokio::task::spawn_blocking(move || {
+            let max = counter.max_input_tokens();
+            texts
+                .iter()
+                .map(|t| counter.count(t).map(|n| n.min(max)))
+                .collect::<Result<Vec<usize>, _>>()
+        })
+        .await
+        .map_err(|_| EngineError::InvalidInput("tokenizer panicked on this input".into()))??;
+        Ok(Some(counts))
+    }
+
     /// Runs one request through the cache (when set and on for the model).
     pub async fn infer(&self, model: &str, request: Request) -> Result<Response, EngineError> {
         self.infer_with(model, request, CacheMode::Use)

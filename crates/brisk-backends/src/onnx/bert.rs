@@ -137,6 +137,21 @@ impl<'a> Weights<'a> {
 
     /// The tensor named exactly `full` (a head outside the encoder).
     fn get_raw(&self, full: &str, shape: &[usize]) -> Result<Vec<f32>, BackendError> {
+        Ok(self
+            .bytes(full, shape)?
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect())
+    }
+
+    /// The little-endian float32 bytes of the tensor `name` (under the
+    /// encoder's prefix), as stored: for tensors the graph takes unchanged,
+    /// such as the 47 MB word embeddings, without going through `f32`s.
+    fn get_bytes(&self, name: &str, shape: &[usize]) -> Result<&'a [u8], BackendError> {
+        self.bytes(&format!("{}{name}", self.prefix), shape)
+    }
+
+    fn bytes(&self, full: &str, shape: &[usize]) -> Result<&'a [u8], BackendError> {
         let t = self
             .st
             .tensor(full)
@@ -153,10 +168,7 @@ impl<'a> Weights<'a> {
                 t.dtype()
             )));
         }
-        Ok(t.data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect())
+        Ok(t.data())
     }
 }
 
@@ -331,23 +343,23 @@ pub fn build_graph(
     let mask = g.input("attention_mask", DType::I32, seq());
     let eps = || vec![("epsilon", Attr::Float(cfg.eps))];
 
-    let word = g.f32s(
+    let word = g.f32_bytes(
         "word",
         &[vocab as i64, hi],
-        &w.get("embeddings.word_embeddings.weight", &[vocab, h])?,
+        w.get_bytes("embeddings.word_embeddings.weight", &[vocab, h])?,
     );
-    let pos = g.f32s(
+    let pos = g.f32_bytes(
         "position",
         &[cfg.max_positions as i64, hi],
-        &w.get(
+        w.get_bytes(
             "embeddings.position_embeddings.weight",
             &[cfg.max_positions, h],
         )?,
     );
-    let seg = g.f32s(
+    let seg = g.f32_bytes(
         "segment",
         &[type_vocab as i64, hi],
-        &w.get("embeddings.token_type_embeddings.weight", &[type_vocab, h])?,
+        w.get_bytes("embeddings.token_type_embeddings.weight", &[type_vocab, h])?,
     );
     let gamma = g.f32s("emb.g", &[hi], &w.get("embeddings.LayerNorm.weight", &[h])?);
     let beta = g.f32s("emb.b", &[hi], &w.get("embeddings.LayerNorm.bias", &[h])?);
@@ -582,6 +594,13 @@ pub struct OnnxBert {
 
 /// True when `dir` is a BERT folder (embedder or cross-encoder) this
 /// backend can serve.
+/// A scoped thread's result; its panic goes on in the caller.
+fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    handle
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
 pub fn looks_like_bert(dir: &Path) -> bool {
     crate::sentence::looks_like_bert(dir)
 }
@@ -606,22 +625,43 @@ impl OnnxBert {
             .get("type_vocab_size")
             .and_then(|v| v.as_u64())
             .unwrap_or(2) as usize;
-        let text = TextModel::load(dir, cfg.max_positions)?;
-        let weights = std::fs::read(dir.join("model.safetensors"))
-            .map_err(|e| BackendError::NotFound(format!("model.safetensors: {e}")))?;
         let started = std::time::Instant::now();
         let kind = Kind::of(dir);
+        // The tokenizer, the ONNX Runtime library and the graph are
+        // independent, and each takes tens of milliseconds (parsing
+        // tokenizer.json; dlopen and the runtime's start; reading and
+        // re-laying out ~90 MB of weights): done side by side they cost the
+        // slowest of them, on the lazy load path a first request waits for.
+        let (text, env, built) = std::thread::scope(|s| {
+            let text = s.spawn(|| TextModel::load(dir, cfg.max_positions));
+            let env = s.spawn(|| runtime::environment(dir, options));
+            let built = std::fs::read(dir.join("model.safetensors"))
+                .map_err(|e| BackendError::NotFound(format!("model.safetensors: {e}")))
+                .and_then(|weights| {
+                    let first = match precision {
+                        Precision::F32 => Build::F32,
+                        Precision::Int8 => Build::Probe,
+                    };
+                    let read_ms = started.elapsed().as_millis() as u64;
+                    let graph = build_graph(&weights, &cfg, type_vocab, vocab, kind, &first)?;
+                    tracing::debug!(
+                        read_ms,
+                        graph_ms = started.elapsed().as_millis() as u64 - read_ms,
+                        "BERT weights read and graph built"
+                    );
+                    Ok((weights, graph))
+                });
+            (join(text), join(env), built)
+        });
+        let (text, env, (weights, first)) = (text?, env?, built?);
         let graph = |build: &Build| build_graph(&weights, &cfg, type_vocab, vocab, kind, build);
         let (session, graph_bytes) = match precision {
             Precision::F32 => {
-                let model = graph(&Build::F32)?;
-                let env = runtime::environment(dir, options)?;
-                let session = runtime::session_from_memory(&env, &model, threads)?;
-                (session, model.len())
+                let session = runtime::session_from_memory(&env, &first, threads)?;
+                (session, first.len())
             }
             Precision::Int8 => {
-                let probe = graph(&Build::Probe)?;
-                let env = runtime::environment(dir, options)?;
+                let probe = first;
                 let mut probe = runtime::session_from_memory(&env, &probe, threads)?;
                 let outliers = calibrate(&mut probe, &text)?;
                 drop(probe);
