@@ -404,6 +404,16 @@ pub fn embed(
 /// umap-learn's layout optimisation (`optimize_layout_euclidean`): for each
 /// edge when its epoch comes, pull its two ends together, then push the
 /// head away from random points.
+///
+/// On two threads, deterministically: the points are split into two halves
+/// along the first axis of the initial layout (the spectral layout's
+/// leading direction, which separates the graph's two sides), and each
+/// epoch runs the edges inside each half at the same time, then the few
+/// edges across the halves. A half writes only its own points, and its
+/// negative samples read the other half as it was when the epoch began, so
+/// the answer depends on the seed only, never on timing. Within a half the
+/// updates are sequential, as in umap-learn; across halves they are at most
+/// one epoch stale (umap-learn's own parallel mode lets threads race).
 struct Sgd<'a> {
     edges: &'a [(u32, u32, f32)],
     max_w: f32,
@@ -411,6 +421,112 @@ struct Sgd<'a> {
     b: f32,
     n_epochs: usize,
     negative_sample_rate: usize,
+}
+
+/// The edges one phase of an epoch runs, with their sampling schedules.
+#[derive(Default)]
+struct Part {
+    edges: Vec<(u32, u32)>,
+    epochs_per_sample: Vec<f64>,
+    epochs_per_negative: Vec<f64>,
+    next_sample: Vec<f64>,
+    next_negative: Vec<f64>,
+}
+
+impl Part {
+    fn push(&mut self, head: usize, tail: usize, epochs_per_sample: f64, neg_rate: f64) {
+        self.edges.push((head as u32, tail as u32));
+        self.epochs_per_sample.push(epochs_per_sample);
+        self.epochs_per_negative.push(epochs_per_sample / neg_rate);
+        self.next_sample.push(epochs_per_sample);
+        self.next_negative.push(epochs_per_sample / neg_rate);
+    }
+
+    /// One epoch of this part's edges. `mine` holds points `offset..` (both
+    /// ends of every edge are among them); a negative sample outside them
+    /// is read from `others` (all `n` points as the epoch began).
+    #[allow(clippy::too_many_arguments)]
+    fn epoch<const W: usize>(
+        &mut self,
+        mine: &mut [[f32; W]],
+        offset: usize,
+        others: &[[f32; W]],
+        (a, b): (f32, f32),
+        epoch: usize,
+        alpha: f32,
+        rng: &mut Rng,
+    ) {
+        let n = others.len();
+        let e = epoch as f64;
+        let own = offset..offset + mine.len();
+        for (s, &(head, tail)) in self.edges.iter().enumerate() {
+            if self.next_sample[s] > e {
+                continue;
+            }
+            let (j, k) = (head as usize - offset, tail as usize - offset);
+            let mut current = mine[j];
+            let other = mine[k];
+            let d2 = dist2(&current, &other);
+            let coeff = if d2 > 0.0 {
+                let pb = pow_b(d2, b);
+                -2.0 * a * b * (pb / d2) / (a * pb + 1.0)
+            } else {
+                0.0
+            };
+            let mut moved = other;
+            for c in 0..W {
+                let g = clip(coeff * (current[c] - other[c])) * alpha;
+                current[c] += g;
+                moved[c] -= g;
+            }
+            mine[k] = moved;
+            self.next_sample[s] += self.epochs_per_sample[s];
+            let n_neg =
+                ((e - self.next_negative[s]) / self.epochs_per_negative[s]).max(0.0) as usize;
+            // The repulsions of this sample's negatives are all computed
+            // from the same position of the point and applied together.
+            // umap-learn applies each before computing the next, which makes
+            // one long chain of dependent float operations (distance, power,
+            // division, update) per negative; summed this way the negatives
+            // are independent and overlap in the CPU. The difference is
+            // second order in the step (each repulsion is clipped and scaled
+            // by the learning rate) and leaves the topic quality unchanged
+            // (BENCHMARKS.md).
+            let mut push = [0.0f32; W];
+            for _ in 0..n_neg {
+                let o = rng.below(n);
+                if o == head as usize {
+                    continue; // the point itself: no repulsion
+                }
+                let other = if own.contains(&o) {
+                    mine[o - offset]
+                } else {
+                    others[o]
+                };
+                let d2 = dist2(&current, &other);
+                if d2 > 0.0 {
+                    let pb = pow_b(d2, b);
+                    let coeff = 2.0 * b / ((0.001 + d2) * (a * pb + 1.0));
+                    for c in 0..W {
+                        push[c] += clip(coeff * (current[c] - other[c])) * alpha;
+                    }
+                }
+            }
+            for c in 0..W {
+                current[c] += push[c];
+            }
+            self.next_negative[s] += n_neg as f64 * self.epochs_per_negative[s];
+            mine[j] = current;
+        }
+    }
+}
+
+fn dist2<const W: usize>(x: &[f32; W], y: &[f32; W]) -> f32 {
+    let mut d = [0.0f32; W];
+    for c in 0..W {
+        d[c] = (x[c] - y[c]) * (x[c] - y[c]);
+    }
+    d.iter().sum()
 }
 
 impl Sgd<'_> {
@@ -424,99 +540,70 @@ impl Sgd<'_> {
         progress: &mut dyn FnMut(f32) -> bool,
     ) -> Option<Vec<Vec<f32>>> {
         assert!(dim <= W, "UMAP supports at most {W} dimensions");
-        let (a, b, n_epochs) = (self.a, self.b, self.n_epochs);
         let n = init.len();
+        // The halves: points ordered along the initial layout's first axis
+        // (ties by index), the first n/2 and the rest. Points are stored in
+        // that order, so each half is one contiguous slice.
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by(|&i, &j| {
+            let (x, y) = (init[i].first(), init[j].first());
+            x.partial_cmp(&y)
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then(i.cmp(&j))
+        });
+        let half = n / 2;
+        let mut slot = vec![0usize; n];
+        for (p, &i) in order.iter().enumerate() {
+            slot[i] = p;
+        }
         // Optimise in f32, as umap-learn does (float32).
-        let mut points: Vec<[f32; W]> = init
+        let mut points: Vec<[f32; W]> = order
             .iter()
-            .map(|p| {
+            .map(|&i| {
                 let mut q = [0.0f32; W];
-                for (d, v) in q.iter_mut().zip(p) {
+                for (d, v) in q.iter_mut().zip(&init[i]) {
                     *d = *v as f32;
                 }
                 q
             })
             .collect();
-        let epochs_per_sample: Vec<f64> = self
-            .edges
-            .iter()
-            .map(|e| self.max_w as f64 / e.2 as f64)
-            .collect();
         let neg_rate = self.negative_sample_rate as f64;
-        let epochs_per_negative: Vec<f64> =
-            epochs_per_sample.iter().map(|e| e / neg_rate).collect();
-        let mut next_sample = epochs_per_sample.clone();
-        let mut next_negative = epochs_per_negative.clone();
-        let dist2 = |x: &[f32; W], y: &[f32; W]| -> f32 {
-            let mut d = [0.0f32; W];
-            for c in 0..W {
-                d[c] = (x[c] - y[c]) * (x[c] - y[c]);
-            }
-            d.iter().sum()
-        };
-        for epoch in 0..n_epochs {
-            let alpha = 1.0 - epoch as f32 / n_epochs as f32;
-            let e = epoch as f64;
-            for (s, &(head, tail, _)) in self.edges.iter().enumerate() {
-                if next_sample[s] > e {
-                    continue;
-                }
-                let (j, k) = (head as usize, tail as usize);
-                let mut current = points[j];
-                let other = points[k];
-                let d2 = dist2(&current, &other);
-                let coeff = if d2 > 0.0 {
-                    let pb = pow_b(d2, b);
-                    -2.0 * a * b * (pb / d2) / (a * pb + 1.0)
-                } else {
-                    0.0
-                };
-                let mut moved = other;
-                for c in 0..W {
-                    let g = clip(coeff * (current[c] - other[c])) * alpha;
-                    current[c] += g;
-                    moved[c] -= g;
-                }
-                points[k] = moved;
-                next_sample[s] += epochs_per_sample[s];
-                let n_neg = ((e - next_negative[s]) / epochs_per_negative[s]).max(0.0) as usize;
-                // The repulsions of this sample's negatives are all computed
-                // from the same position of the point and applied together.
-                // umap-learn applies each before computing the next, which
-                // makes one long chain of dependent float operations
-                // (distance, power, division, update) per negative; summed
-                // this way the negatives are independent and overlap in the
-                // CPU. The difference is second order in the step (each
-                // repulsion is clipped and scaled by the learning rate),
-                // deterministic, and leaves the topic quality unchanged
-                // (BENCHMARKS.md).
-                let mut push = [0.0f32; W];
-                for _ in 0..n_neg {
-                    let o = rng.below(n);
-                    if o == j {
-                        continue; // the point itself: no repulsion
-                    }
-                    let other = &points[o];
-                    let d2 = dist2(&current, other);
-                    if d2 > 0.0 {
-                        let pb = pow_b(d2, b);
-                        let coeff = 2.0 * b / ((0.001 + d2) * (a * pb + 1.0));
-                        for c in 0..W {
-                            push[c] += clip(coeff * (current[c] - other[c])) * alpha;
-                        }
-                    }
-                }
-                for c in 0..W {
-                    current[c] += push[c];
-                }
-                next_negative[s] += n_neg as f64 * epochs_per_negative[s];
-                points[j] = current;
-            }
-            if epoch % 10 == 9 && !progress((epoch + 1) as f32 / n_epochs as f32) {
+        let mut parts: [Part; 3] = Default::default();
+        for &(head, tail, w) in self.edges {
+            let (h, t) = (slot[head as usize], slot[tail as usize]);
+            let part = match (h < half, t < half) {
+                (true, true) => 0,
+                (false, false) => 1,
+                _ => 2,
+            };
+            parts[part].push(h, t, self.max_w as f64 / w as f64, neg_rate);
+        }
+        let ab = (self.a, self.b);
+        let mut rngs = [
+            Rng::new(rng.next_u64()),
+            Rng::new(rng.next_u64()),
+            Rng::new(rng.next_u64()),
+        ];
+        let [first, second, across] = &mut parts;
+        let [rng_first, rng_second, rng_across] = &mut rngs;
+        for epoch in 0..self.n_epochs {
+            let alpha = 1.0 - epoch as f32 / self.n_epochs as f32;
+            let start = points.clone();
+            let (low, high) = points.split_at_mut(half);
+            std::thread::scope(|s| {
+                s.spawn(|| second.epoch(high, half, &start, ab, epoch, alpha, rng_second));
+                first.epoch(low, 0, &start, ab, epoch, alpha, rng_first);
+            });
+            across.epoch(&mut points, 0, &start, ab, epoch, alpha, rng_across);
+            if epoch % 10 == 9 && !progress((epoch + 1) as f32 / self.n_epochs as f32) {
                 return None;
             }
         }
-        Some(points.iter().map(|p| p[..dim].to_vec()).collect())
+        let mut out = vec![Vec::new(); n];
+        for (i, &p) in slot.iter().enumerate() {
+            out[i] = points[p][..dim].to_vec();
+        }
+        Some(out)
     }
 }
 
@@ -553,7 +640,6 @@ mod tests {
             worst = worst.max((super::pow_b(d2, b) - exact).abs() / exact);
             d2 *= 1.01;
         }
-        eprintln!("worst {worst}");
         assert!(worst < 0.01, "worst relative error {worst}");
     }
 
@@ -584,6 +670,69 @@ mod tests {
             .map(|&x| (-((x as f64 - rho[0]).max(0.0) / sigma[0])).exp())
             .sum();
         assert!((psum - 5f64.log2()).abs() < 1e-4, "{psum}");
+    }
+
+    /// Three groups of 60 noisy copies of three orthogonal directions.
+    fn three_groups(seed: u64) -> Vec<Vec<f32>> {
+        let mut rng = Rng::new(seed);
+        (0..180)
+            .map(|i| {
+                (0..16)
+                    .map(|d| {
+                        let centre = if d == i % 3 { 1.0 } else { 0.0 };
+                        centre + 0.15 * rng.normal() as f32
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn layout(data: &[Vec<f32>], seed: u64) -> Vec<Vec<f32>> {
+        let unit = crate::knn::normalised(data);
+        let (idx, dist) = crate::knn::cosine_knn(&unit, 15, &mut |_| true).expect("knn");
+        embed(
+            &unit,
+            &idx,
+            &dist,
+            &UmapParams::default(),
+            seed,
+            &mut |_| true,
+        )
+        .expect("layout")
+    }
+
+    #[test]
+    fn layout_keeps_groups_apart_and_repeats_with_its_seed() {
+        let data = three_groups(1);
+        let points = layout(&data, 42);
+        assert_eq!(points.len(), 180);
+        assert!(points.iter().all(|p| p.len() == 5));
+        let d = |a: &[f32], b: &[f32]| -> f32 {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).powi(2))
+                .sum::<f32>()
+                .sqrt()
+        };
+        // Every point is nearer its own group's centre than any other's.
+        let centre = |g: usize| -> Vec<f32> {
+            let members: Vec<&Vec<f32>> = points.iter().skip(g).step_by(3).collect();
+            (0..5)
+                .map(|c| members.iter().map(|p| p[c]).sum::<f32>() / members.len() as f32)
+                .collect()
+        };
+        let centres: Vec<Vec<f32>> = (0..3).map(centre).collect();
+        for (i, p) in points.iter().enumerate() {
+            let own = d(p, &centres[i % 3]);
+            for (g, c) in centres.iter().enumerate() {
+                if g != i % 3 {
+                    assert!(own < d(p, c), "point {i} is nearer group {g}");
+                }
+            }
+        }
+        // The two threads of the SGD never make the answer depend on timing.
+        assert_eq!(points, layout(&data, 42));
+        assert_ne!(points, layout(&data, 7));
     }
 
     #[test]
