@@ -226,8 +226,13 @@ impl Graph {
         // are copied once, into a buffer sized up front, rather than into
         // each enclosing message in turn (and a growing Vec's reallocations),
         // which cost a lazy load about a tenth of a second.
+        // The graph is written after room for its own key and length in the
+        // model (ModelProto's fields may come in any order, so the model's
+        // other fields follow it): the buffer is never copied again.
+        const HEAD: usize = 11; // a key byte and a varint of up to ten
         let raw_bytes: usize = self.initializers.iter().map(|i| i.3.len()).sum();
-        let mut graph = Msg(Vec::with_capacity(raw_bytes + 64 * 1024));
+        let mut graph = Msg(Vec::with_capacity(HEAD + raw_bytes + 64 * 1024));
+        graph.0.resize(HEAD, 0);
         for n in self.nodes {
             let mut m = Msg::default();
             for i in &n.inputs {
@@ -281,10 +286,15 @@ impl Graph {
                 graph.msg(field, value_info(&v));
             }
         }
-        let mut model = Msg(Vec::with_capacity(graph.0.len() + 1024));
+        let mut head = Msg::default();
+        head.key(7, 2);
+        head.varint((graph.0.len() - HEAD) as u64);
+        let start = HEAD - head.0.len();
+        graph.0[start..HEAD].copy_from_slice(&head.0);
+        graph.0.drain(..start); // a move within the buffer, no new pages
+        let mut model = graph;
         model.int(1, 8); // ir_version
         model.string(2, "brisk");
-        model.msg(7, graph);
         for (domain, version) in [("", 17), ("com.microsoft", 1)] {
             let mut o = Msg::default();
             if !domain.is_empty() {
@@ -321,6 +331,56 @@ fn value_info(v: &ValueInfo) -> Msg {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// (field, wire type, payload length or value) of a message's fields.
+    fn fields(mut b: &[u8]) -> Vec<(u64, u8, u64)> {
+        fn varint(b: &mut &[u8]) -> u64 {
+            let (mut v, mut shift) = (0u64, 0);
+            loop {
+                let byte = b[0];
+                *b = &b[1..];
+                v |= ((byte & 0x7f) as u64) << shift;
+                if byte < 0x80 {
+                    return v;
+                }
+                shift += 7;
+            }
+        }
+        let mut out = Vec::new();
+        while !b.is_empty() {
+            let key = varint(&mut b);
+            let (field, wire) = (key >> 3, (key & 7) as u8);
+            let v = varint(&mut b);
+            if wire == 2 {
+                b = &b[v as usize..];
+            }
+            out.push((field, wire, v));
+        }
+        out
+    }
+
+    #[test]
+    fn model_is_the_graph_then_the_other_fields() {
+        let mut g = Graph::new();
+        let x = g.input("x", DType::F32, vec![Dim::Named("n"), Dim::Fixed(2)]);
+        let w = g.f32s("w", &[2], &[1.0, 2.0]);
+        let e = g.f32_bytes("e", &[2], &[0, 0, 128, 63, 0, 0, 0, 64]);
+        let y = g.op("Add", "", &[&x, &w], vec![]);
+        let z = g.op("Add", "", &[&y, &e], vec![]);
+        g.output(&z, DType::F32, vec![Dim::Named("n"), Dim::Fixed(2)]);
+        let model = g.encode();
+        let top = fields(&model);
+        let numbers: Vec<u64> = top.iter().map(|f| f.0).collect();
+        assert_eq!(numbers, vec![7, 1, 2, 8, 8], "{top:?}");
+        // The graph's length covers exactly its bytes, which hold both
+        // initializers with their raw data.
+        let len = top[0].2 as usize;
+        let head = 1 + (64 - (len as u64 | 1).leading_zeros() as usize).div_ceil(7);
+        let graph = &model[head..head + len];
+        let inits: Vec<_> = fields(graph).into_iter().filter(|f| f.0 == 5).collect();
+        assert_eq!(inits.len(), 2);
+        assert!(model.windows(8).any(|w| w == [0, 0, 128, 63, 0, 0, 0, 64]));
+    }
 
     #[test]
     fn varints_follow_the_protobuf_encoding() {
