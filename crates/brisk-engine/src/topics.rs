@@ -68,20 +68,14 @@ pub async fn analyze(
     let mut done = 0;
     // Long documents are cut to the model's length, as sentence-transformers
     // does inside BERTopic.
-    let requests: Vec<(Vec<usize>, Request)> = order
-        .chunks(EMBED_CHUNK)
-        .map(|chunk| {
-            let texts = chunk.iter().map(|&i| documents[i].clone()).collect();
-            let request = Request::Embed {
-                texts,
-                truncate: true,
-            };
-            (chunk.to_vec(), request)
-        })
-        .collect();
-    let requests = requests
-        .into_iter()
-        .map(|(chunk, request)| async move { (chunk, registry.infer(model, request).await) });
+    let chunks: Vec<Vec<usize>> = order.chunks(EMBED_CHUNK).map(<[usize]>::to_vec).collect();
+    let requests = chunks.into_iter().map(|chunk| {
+        let request = Request::Embed {
+            texts: chunk.iter().map(|&i| documents[i].clone()).collect(),
+            truncate: true,
+        };
+        async move { (chunk, registry.infer(model, request).await) }
+    });
     // Two chunks in flight: while the model runs one, the next is already
     // tokenized and queued, so the model does not idle between chunks (one
     // at a time cost ~10% of the embedding time in round trips). Other
@@ -103,7 +97,7 @@ pub async fn analyze(
         done += chunk.len();
         progress(EMBED_SHARE * done as f32 / n as f32);
     }
-    drop(replies);
+    drop(replies); // it borrows `documents`, which the analysis takes
     let embeddings: Vec<Vec<f32>> = slots.into_iter().flatten().collect();
     let embedded = started.elapsed();
     // The blocking analysis polls the flag, so dropping this future (a

@@ -592,8 +592,6 @@ pub struct OnnxBert {
     precision: Precision,
 }
 
-/// True when `dir` is a BERT folder (embedder or cross-encoder) this
-/// backend can serve.
 /// A scoped thread's result; its panic goes on in the caller.
 fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
     handle
@@ -601,6 +599,8 @@ fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
+/// True when `dir` is a BERT folder (embedder or cross-encoder) this
+/// backend can serve.
 pub fn looks_like_bert(dir: &Path) -> bool {
     crate::sentence::looks_like_bert(dir)
 }
