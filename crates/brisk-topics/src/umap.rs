@@ -620,8 +620,8 @@ fn clip(v: f32) -> f32 {
 /// this size leaves the topic quality as it was (BENCHMARKS.md). It was
 /// brought in when libm's `logf`/`expf` were 38% of the SGD's profile; once
 /// the negatives no longer formed one dependent chain, libm's `powf`
-/// measured as fast (0.41 s for both, 1,200 documents), so the
-/// approximation no longer buys speed either.
+/// measured as fast (UMAP step 0.41 s with `powf`, 0.43 s with this, 1,200
+/// documents; BENCHMARKS.md), so the approximation no longer buys speed.
 #[inline(always)]
 fn pow_b(d2: f32, b: f32) -> f32 {
     fast_math::exp2(b * fast_math::log2(d2))
