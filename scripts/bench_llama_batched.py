@@ -92,6 +92,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=96)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--sequences", default="1,2,4")
+    ap.add_argument("--flash-attn", choices=["auto", "on", "off"], default="auto",
+                    help="the context's flash_attn_type (brisk leaves llama.cpp's auto)")
     args = ap.parse_args()
     ns = [int(x) for x in args.sequences.split(",")]
     slot_ctx = 2048
@@ -107,6 +109,7 @@ def main() -> None:
     cp.n_threads_batch = args.threads
     # One KV stream per sequence, as brisk's context (crates/brisk-llama).
     cp.kv_unified = False
+    cp.flash_attn_type = {"auto": -1, "off": 0, "on": 1}[args.flash_attn]
     ctx = L.llama_init_from_model(model, cp)
     vocab = L.llama_model_get_vocab(model)
     mem = L.llama_get_memory(ctx)
@@ -125,6 +128,7 @@ def main() -> None:
                 "llama_cpp_python": L.__version__,
                 "file": args.gguf,
                 "threads": args.threads,
+                "flash_attn": args.flash_attn,
                 "prompt_tokens": len(prompt),
                 "steps": args.steps,
                 "tps_median": {str(n): round(v, 1) for n, v in med.items()},
