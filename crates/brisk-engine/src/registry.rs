@@ -223,10 +223,12 @@ impl Registry {
         for spec in specs {
             let task = loader.task(&spec.source)?;
             let mut spec = spec;
-            if !matches!(task, Task::Embeddings | Task::Rerank) {
+            if !matches!(task, Task::Embeddings | Task::Rerank) && !loader.batches(&spec.source) {
                 // A generation or transcription holds the model for many
                 // decoder steps; batching would make each wait for the longest.
-                // Encoder-only models (embeddings, reranking) batch well.
+                // Encoder-only models (embeddings, reranking) batch well, and
+                // so does a backend that decodes a batch in one pass (the
+                // CTranslate2 Whisper: the pieces of a long file).
                 spec.batch.max_requests = 1;
             }
             let (changed, _) = watch::channel(0);

@@ -14,6 +14,11 @@ use serde::Deserialize;
 /// under the models folder, loaded on first request.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../default.toml");
 
+/// The least batch delay of a model whose backend batches transcription
+/// requests ([`brisk_backends::batches_requests`]), unless the model sets
+/// its own `max_batch_delay_ms`.
+pub const AUDIO_BATCH_DELAY_MS: u64 = 25;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
@@ -446,6 +451,16 @@ impl Config {
         let d = &self.defaults;
         let policy = m.policy.unwrap_or(d.policy);
         let keep_alive_s = m.keep_alive_s.unwrap_or(d.keep_alive_s);
+        let max_delay_ms = m.max_batch_delay_ms.unwrap_or_else(|| {
+            // The pieces of a long file reach a batching transcription
+            // model a few ms apart (each is hashed for the cache first):
+            // wait long enough to decode them as one batch.
+            if brisk_backends::batches_requests(&source.backend) {
+                d.max_batch_delay_ms.max(AUDIO_BATCH_DELAY_MS)
+            } else {
+                d.max_batch_delay_ms
+            }
+        });
         ModelSpec {
             name: name.to_string(),
             source,
@@ -456,9 +471,7 @@ impl Config {
             batch: BatchLimits {
                 max_requests: m.max_batch_requests.unwrap_or(d.max_batch_requests),
                 max_tokens: m.max_batch_tokens.unwrap_or(d.max_batch_tokens),
-                max_delay: Duration::from_millis(
-                    m.max_batch_delay_ms.unwrap_or(d.max_batch_delay_ms),
-                ),
+                max_delay: Duration::from_millis(max_delay_ms),
             },
             request_timeout: Duration::from_millis(
                 m.request_timeout_ms.unwrap_or(d.request_timeout_ms),
@@ -732,6 +745,34 @@ mod tests {
         assert_eq!(b.max_queue, 7);
         assert!(!b.pinned);
         assert_eq!(b.source.path, PathBuf::from("/abs/b"));
+    }
+
+    #[test]
+    fn batching_whisper_models_wait_for_the_pieces_of_a_file() {
+        let c = Config::from_toml(
+            r#"
+            [models.a]
+            backend = "ct2-whisper"
+            source = "a"
+            [models.b]
+            backend = "ct2-whisper"
+            source = "b"
+            max_batch_delay_ms = 1
+            [models.c]
+            backend = "sim"
+            source = "c"
+            "#,
+        )
+        .expect("parses");
+        let specs = c.model_specs().expect("specs");
+        let delay = |i: usize| specs[i].batch.max_delay;
+        assert_eq!(delay(0), Duration::from_millis(AUDIO_BATCH_DELAY_MS));
+        assert_eq!(
+            delay(1),
+            Duration::from_millis(1),
+            "the model's own value wins"
+        );
+        assert_eq!(delay(2), BatchLimits::default().max_delay);
     }
 
     #[test]
