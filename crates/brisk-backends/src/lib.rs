@@ -203,6 +203,24 @@ impl Loader for BriskLoader {
             other => Err(unknown(other)),
         }
     }
+
+    fn batches(&self, source: &ModelSource) -> bool {
+        batches_requests(&source.backend)
+    }
+}
+
+/// Whether `backend` decodes several requests of a task that otherwise runs
+/// one at a time (transcription) in one pass: the CTranslate2 Whisper
+/// encodes and decodes the 30 s windows of a batch together, as
+/// faster-whisper's `BatchedInferencePipeline` does with the pieces of a
+/// long file.
+pub fn batches_requests(backend: &str) -> bool {
+    #[cfg(feature = "ct2")]
+    if backend == brisk_ct2::backend::WHISPER {
+        return true;
+    }
+    let _ = backend;
+    false
 }
 
 /// A model found by scanning the models folder.

@@ -601,6 +601,13 @@ pub trait Loader: Send + Sync {
 
     /// The task a source will serve, known without loading it.
     fn task(&self, source: &ModelSource) -> Result<Task, BackendError>;
+
+    /// Whether the source's backend computes several requests together
+    /// for a task the engine otherwise runs one request at a time
+    /// (generation, transcription): then the engine batches it too.
+    fn batches(&self, _source: &ModelSource) -> bool {
+        false
+    }
 }
 
 /// L2-normalise in place; a zero vector stays zero.

@@ -8,6 +8,14 @@
 //!
 //! Prints one JSON line: load time, best-of-REPEATS wall time and RTF per
 //! clip length, peak RSS (VmHWM).
+//!
+//! With `--pieces FILE` (lines `START END` in seconds: the speech a VAD
+//! found in WAV, grouped into pieces of up to 30 s, see
+//! scripts/bench_whisper_batch.py) it times instead what the HTTP edge does
+//! with a long file: the pieces decoded as one batch
+//! (`Ct2Whisper::transcribe_batch`) with the server's defaults (greedy,
+//! timestamps, temperature fallback, no-speech skip); and once, for the
+//! word error rate, the whole file in sequential 30 s windows.
 
 #[path = "../tests/common/audio.rs"]
 mod audio;
@@ -30,7 +38,12 @@ fn peak_rss_mb() -> f64 {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
+    let mut args: Vec<String> = std::env::args().collect();
+    let pieces = args.iter().position(|a| a == "--pieces").map(|i| {
+        let file = args.get(i + 1).cloned().unwrap_or_default();
+        args.drain(i..(i + 2).min(args.len()));
+        file
+    });
     if args.len() < 3 {
         eprintln!("usage: ct2_whisper_bench MODEL_DIR WAV [COMPUTE_TYPE] [THREADS] [REPEATS]");
         std::process::exit(2);
@@ -55,6 +68,17 @@ fn main() {
     let load_s = t0.elapsed().as_secs_f64();
     let (clip, rate) = audio::read_mono(std::path::Path::new(&args[2]));
     assert_eq!(rate, 16000, "expects a 16 kHz file");
+    if let Some(file) = pieces {
+        return batched(
+            &model,
+            &clip,
+            &file,
+            repeats,
+            &compute_type,
+            threads,
+            load_s,
+        );
+    }
     let opts = DecodeOptions {
         language: Some("en".into()),
         temperatures: vec![0.0],
@@ -83,6 +107,62 @@ fn main() {
     println!(
         "{{\"engine\":\"brisk-ct2\",\"compute_type\":\"{compute_type}\",\"threads\":{threads},\"load_s\":{load_s:.3},\"runs\":[{}],\"peak_rss_mb\":{:.1}}}",
         runs.join(","),
+        peak_rss_mb()
+    );
+}
+
+/// `--pieces`: the pieces of `audio` as one batch, best of `repeats`.
+fn batched(
+    model: &Ct2Whisper,
+    audio: &[f32],
+    file: &str,
+    repeats: usize,
+    compute_type: &str,
+    threads: usize,
+    load_s: f64,
+) {
+    let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{file}: {e}"));
+    let at = |s: f64| ((s * 16_000.0) as usize).min(audio.len());
+    let pieces: Vec<&[f32]> = text
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace().map(|x| x.parse::<f64>());
+            match (it.next(), it.next()) {
+                (Some(Ok(a)), Some(Ok(b))) => Some(&audio[at(a)..at(b)]),
+                _ => None,
+            }
+        })
+        .collect();
+    // The server's defaults for a request without options.
+    let opts = DecodeOptions {
+        language: Some("en".into()),
+        ..Default::default()
+    };
+    let items: Vec<(&[f32], &DecodeOptions)> = pieces.iter().map(|p| (*p, &opts)).collect();
+    let secs = audio.len() as f64 / 16000.0;
+    let mut best = f64::INFINITY;
+    let mut batched_text = String::new();
+    for _ in 0..repeats {
+        let t = Instant::now();
+        let r = model.transcribe_batch(&items);
+        best = best.min(t.elapsed().as_secs_f64());
+        batched_text = r
+            .into_iter()
+            .map(|t| t.expect("transcribe").text())
+            .filter(|t| !t.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+    }
+    let t = Instant::now();
+    let sequential_text = model.transcribe(audio, &opts).expect("transcribe").text();
+    let sequential_s = t.elapsed().as_secs_f64();
+    let q = |s: &str| serde_json::Value::String(s.to_string()).to_string();
+    println!(
+        "{{\"engine\":\"brisk-ct2\",\"compute_type\":\"{compute_type}\",\"threads\":{threads},\"load_s\":{load_s:.3},\"audio_s\":{secs:.2},\"pieces\":{},\"batched_s\":{best:.3},\"batched_rtf\":{:.4},\"sequential_s\":{sequential_s:.3},\"batched_text\":{},\"sequential_text\":{},\"peak_rss_mb\":{:.1}}}",
+        pieces.len(),
+        best / secs,
+        q(&batched_text),
+        q(&sequential_text),
         peak_rss_mb()
     );
 }

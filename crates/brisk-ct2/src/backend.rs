@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use brisk_core::{Backend, BackendError, Request, Response, Task};
 
-use crate::whisper::{Ct2Whisper, DecodeOptions, LoadOptions};
+use crate::whisper::{Ct2Whisper, DecodeOptions, LoadOptions, Transcript};
 
 /// Backend name in configuration.
 pub const WHISPER: &str = "ct2-whisper";
@@ -101,65 +101,95 @@ impl Backend for Ct2Whisper {
     }
 
     fn infer(&mut self, batch: Vec<Request>) -> Vec<Result<Response, BackendError>> {
-        batch
-            .into_iter()
-            .map(|r| match r {
+        let mut out: Vec<Option<Result<Response, BackendError>>> = Vec::new();
+        let mut asked: Vec<(usize, brisk_core::TranscribeRequest, DecodeOptions)> = Vec::new();
+        for (i, r) in batch.into_iter().enumerate() {
+            out.push(None);
+            match r {
                 Request::Transcribe(t) => {
-                    let mut opts = DecodeOptions {
-                        language: t.language,
-                        prompt: t.prompt,
-                        translate: t.translate,
-                        word_timestamps: t.word_timestamps,
-                        ..Default::default()
-                    };
-                    if let Some(b) = t.beam_size {
-                        opts.beam_size = b;
-                    }
-                    // Temperature 0 (OpenAI's default) keeps the fallback
-                    // schedule 0, 0.2, ..., 1.0; another value is used alone.
-                    if t.temperature > 0.0 || !t.temperature.is_finite() {
-                        opts.temperatures = vec![t.temperature];
-                    }
-                    // Times to the millisecond, as OpenAI's verbose_json.
-                    let ms = |t: f64| (t * 1000.0).round() / 1000.0;
-                    self.transcribe(&t.audio, &opts).map(|tr| {
-                        let segments: Vec<brisk_core::Segment> = tr
-                            .segments
-                            .iter()
-                            .enumerate()
-                            .map(|(id, s)| brisk_core::Segment {
-                                id,
-                                start: ms(s.start),
-                                end: ms(s.end).min(tr.duration),
-                                text: s.text.trim().to_string(),
-                            })
-                            .collect();
-                        let words = tr
-                            .segments
-                            .iter()
-                            .flat_map(|s| &s.words)
-                            .map(|w| brisk_core::Word {
-                                word: w.word.clone(),
-                                start: ms(w.start),
-                                end: ms(w.end).min(tr.duration),
-                                probability: w.probability,
-                            })
-                            .collect();
-                        Response::Transcribe(brisk_core::Transcript {
-                            text: segments
-                                .iter()
-                                .map(|s| s.text.as_str())
-                                .collect::<Vec<_>>()
-                                .join(" "),
-                            language: Some(tr.language.clone()),
-                            duration: tr.duration,
-                            segments,
-                            words,
-                        })
-                    })
+                    let opts = decode_options(&t);
+                    asked.push((i, t, opts));
                 }
-                other => Err(BackendError::Unsupported(other.task().to_string())),
-            })
+                other => out[i] = Some(Err(BackendError::Unsupported(other.task().to_string()))),
+            }
+        }
+        // One request: the sequential loop, exactly as faster-whisper's
+        // `transcribe`. Several (the pieces of a long file cut at the VAD's
+        // silences arrive together): their windows share CTranslate2
+        // batches where their options allow.
+        let results = if let [(_, t, opts)] = asked.as_slice() {
+            vec![self.transcribe(&t.audio, opts)]
+        } else {
+            let items: Vec<(&[f32], &DecodeOptions)> = asked
+                .iter()
+                .map(|(_, t, o)| (t.audio.as_slice(), o))
+                .collect();
+            self.transcribe_batch(&items)
+        };
+        for ((i, _, _), r) in asked.iter().zip(results) {
+            out[*i] = Some(r.map(response));
+        }
+        out.into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(BackendError::Inference("no result".into()))))
             .collect()
     }
+}
+
+/// The engine's options for a request.
+fn decode_options(t: &brisk_core::TranscribeRequest) -> DecodeOptions {
+    let mut opts = DecodeOptions {
+        language: t.language.clone(),
+        prompt: t.prompt.clone(),
+        translate: t.translate,
+        word_timestamps: t.word_timestamps,
+        ..Default::default()
+    };
+    if let Some(b) = t.beam_size {
+        opts.beam_size = b;
+    }
+    // Temperature 0 (OpenAI's default) keeps the fallback
+    // schedule 0, 0.2, ..., 1.0; another value is used alone.
+    if t.temperature > 0.0 || !t.temperature.is_finite() {
+        opts.temperatures = vec![t.temperature];
+    }
+    opts
+}
+
+/// A transcript as brisk answers it.
+fn response(tr: Transcript) -> Response {
+    // Times to the millisecond, as OpenAI's verbose_json.
+    let ms = |t: f64| (t * 1000.0).round() / 1000.0;
+    let segments: Vec<brisk_core::Segment> = tr
+        .segments
+        .iter()
+        .enumerate()
+        .map(|(id, s)| brisk_core::Segment {
+            id,
+            start: ms(s.start),
+            end: ms(s.end).min(tr.duration),
+            text: s.text.trim().to_string(),
+        })
+        .collect();
+    let words = tr
+        .segments
+        .iter()
+        .flat_map(|s| &s.words)
+        .map(|w| brisk_core::Word {
+            word: w.word.clone(),
+            start: ms(w.start),
+            end: ms(w.end).min(tr.duration),
+            probability: w.probability,
+        })
+        .collect();
+    Response::Transcribe(brisk_core::Transcript {
+        text: segments
+            .iter()
+            .map(|s| s.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+        language: Some(tr.language.clone()),
+        duration: tr.duration,
+        segments,
+        words,
+    })
 }

@@ -201,6 +201,8 @@ pub struct Ct2Whisper {
     /// CTranslate2's vocabulary (`vocabulary.txt`/`.json`): `generate`
     /// takes token strings, and timestamp tokens are only in this one.
     vocabulary: Vec<String>,
+    /// Windows decoded in shared CTranslate2 batches so far.
+    batched_windows: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for Ct2Whisper {
@@ -297,6 +299,7 @@ impl Ct2Whisper {
             max_length: 448,
             memory_bytes,
             vocabulary,
+            batched_windows: Default::default(),
         })
     }
 
@@ -315,6 +318,13 @@ impl Ct2Whisper {
 
     pub fn memory_bytes(&self) -> u64 {
         self.memory_bytes
+    }
+
+    /// How many windows [`Ct2Whisper::transcribe_batch`] has decoded in
+    /// shared CTranslate2 batches (not alone) since loading.
+    pub fn batched_windows(&self) -> usize {
+        self.batched_windows
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn encode_ids(&self, text: &str) -> Result<Vec<u32>, BackendError> {
@@ -376,10 +386,15 @@ impl Ct2Whisper {
         Ok(Some(code))
     }
 
-    fn encode(&self, window: &mut [f32]) -> Result<StorageView<'static>, BackendError> {
+    /// Encodes `batch` windows of 3000 frames laid one after another.
+    fn encode(
+        &self,
+        windows: &mut [f32],
+        batch: usize,
+    ) -> Result<StorageView<'static>, BackendError> {
         let n_mels = self.features.n_mels();
-        let sv =
-            StorageView::new(&[1, n_mels, N_FRAMES], window, Device::CPU).map_err(inference)?;
+        let sv = StorageView::new(&[batch, n_mels, N_FRAMES], windows, Device::CPU)
+            .map_err(inference)?;
         self.model.encode(&sv, false).map_err(inference)
     }
 
@@ -414,7 +429,7 @@ impl Ct2Whisper {
                 "token probabilities need alignment_heads in config.json",
             ));
         }
-        let enc = self.encode(window)?;
+        let enc = self.encode(window, 1)?;
         let start: Vec<usize> = start.iter().map(|&t| t as usize).collect();
         let text: Vec<usize> = text.iter().map(|&t| t as usize).collect();
         let r = self
@@ -427,21 +442,25 @@ impl Ct2Whisper {
             .ok_or_else(|| inference("align returned nothing"))
     }
 
-    /// faster-whisper's `detect_language` on the first window.
-    fn detect_language(&self, enc: &StorageView) -> Result<String, BackendError> {
+    /// faster-whisper's `detect_language` on first windows: one language
+    /// code per encoded window.
+    fn detect_languages(&self, enc: &StorageView) -> Result<Vec<String>, BackendError> {
         let r = self.model.detect_language(enc).map_err(inference)?;
-        let best = r
-            .first()
-            .and_then(|v| v.first())
-            .ok_or_else(|| inference("language detection returned nothing"))?;
-        let code = format!("{best:?}");
-        // DetectionResult's fields are private; its Debug shows the token.
-        Ok(code
-            .split("<|")
-            .nth(1)
-            .and_then(|s| s.split("|>").next())
-            .unwrap_or("en")
-            .to_string())
+        r.iter()
+            .map(|v| {
+                let best = v
+                    .first()
+                    .ok_or_else(|| inference("language detection returned nothing"))?;
+                let code = format!("{best:?}");
+                // DetectionResult's fields are private; its Debug shows the token.
+                Ok(code
+                    .split("<|")
+                    .nth(1)
+                    .and_then(|s| s.split("|>").next())
+                    .unwrap_or("en")
+                    .to_string())
+            })
+            .collect()
     }
 
     /// Transcribes mono 16 kHz samples.
@@ -450,6 +469,22 @@ impl Ct2Whisper {
         pcm: &[f32],
         opts: &DecodeOptions,
     ) -> Result<Transcript, BackendError> {
+        let mut job = self.begin(pcm, opts)?;
+        if job.language.is_none() {
+            // Detected on the first 30 s (with the frame past the audio, as
+            // faster-whisper slices it); the loop encodes its own window.
+            let mut w = job.feats.window(0, N_FRAMES);
+            let enc = self.encode(&mut w, 1)?;
+            let code = self.detect_languages(&enc)?.swap_remove(0);
+            job.language = Some(code);
+        }
+        self.run_windows(&mut job)?;
+        Ok(job.finish())
+    }
+
+    /// Checks the options and computes the features: a recording ready for
+    /// its first window (language still `None` when it is to be detected).
+    fn begin<'o>(&self, pcm: &[f32], opts: &'o DecodeOptions) -> Result<Job<'o>, BackendError> {
         if pcm.is_empty() {
             return Err(invalid_input("audio is empty"));
         }
@@ -475,122 +510,335 @@ impl Ct2Whisper {
                  config.json lists alignment_heads; this one lists none",
             ));
         }
-        let mut language = self.resolve_language(opts.language.as_deref())?;
+        let language = self.resolve_language(opts.language.as_deref())?;
         let duration = pcm.len() as f64 / SAMPLE_RATE as f64;
         let feats = self.features.compute(pcm);
         let content_frames = feats.content_frames();
-
         let mut all_tokens: Vec<u32> = Vec::new();
         if let Some(p) = opts.prompt.as_deref().map(str::trim) {
             if !p.is_empty() {
                 all_tokens.extend(self.encode_ids(&format!(" {p}"))?);
             }
         }
-        let mut prompt_reset_since = 0usize;
-        let mut seek = 0usize;
-        let mut segments = Vec::new();
-        let mut last_speech_timestamp = 0.0f64;
-        if language.is_none() {
-            // Detected on the first 30 s (with the frame past the audio, as
-            // faster-whisper slices it); the loop encodes its own window.
-            let mut w = feats.window(0, N_FRAMES);
-            let enc = self.encode(&mut w)?;
-            language = Some(self.detect_language(&enc)?);
-        }
-        let language = language.unwrap_or_else(|| "en".into());
+        Ok(Job {
+            opts,
+            feats,
+            content_frames,
+            duration,
+            language,
+            all_tokens,
+            prompt_reset_since: 0,
+            seek: 0,
+            segments: Vec::new(),
+            last_speech_timestamp: 0.0,
+        })
+    }
+
+    /// `<|startoftranscript|>` [language, task] for the job's language.
+    fn sot_sequence(&self, job: &Job) -> Vec<u32> {
         let mut sot_sequence = vec![self.sp.sot];
         if self.multilingual {
-            sot_sequence.extend(self.language_token(&language));
-            sot_sequence.extend(if opts.translate {
+            let language = job.language.as_deref().unwrap_or("en");
+            sot_sequence.extend(self.language_token(language));
+            sot_sequence.extend(if job.opts.translate {
                 self.sp.translate
             } else {
                 self.sp.transcribe
             });
         }
-        while seek < content_frames {
-            let time_offset = seek as f64 / FRAMES_PER_SECOND;
-            let segment_size = N_FRAMES.min(content_frames - seek);
-            let segment_duration = segment_size as f64 / FRAMES_PER_SECOND;
-            let mut w = feats.window(seek, segment_size);
-            let enc = self.encode(&mut w)?;
-            let previous = &all_tokens[prompt_reset_since..];
-            let prompt = self.prompt(previous, &sot_sequence, opts.timestamps);
-            let d = self.generate_with_fallback(&enc, &prompt, opts)?;
-            if let Some(th) = opts.no_speech_threshold {
-                let mut skip = d.no_speech_prob > th;
-                if opts.log_prob_threshold.is_some_and(|lp| d.avg_logprob > lp) {
-                    skip = false;
-                }
-                if skip {
-                    seek += segment_size;
-                    continue;
-                }
+        sot_sequence
+    }
+
+    /// The prompt of the job's next window.
+    fn window_prompt(&self, job: &Job) -> Vec<u32> {
+        let previous = &job.all_tokens[job.prompt_reset_since..];
+        self.prompt(previous, &self.sot_sequence(job), job.opts.timestamps)
+    }
+
+    /// The length of the job's next window, in frames.
+    fn segment_size(job: &Job) -> usize {
+        N_FRAMES.min(job.content_frames - job.seek)
+    }
+
+    /// faster-whisper's window loop, from the job's `seek` to its end.
+    fn run_windows(&self, job: &mut Job) -> Result<(), BackendError> {
+        while job.seek < job.content_frames {
+            let mut w = job.feats.window(job.seek, Self::segment_size(job));
+            let enc = self.encode(&mut w, 1)?;
+            let prompt = self.window_prompt(job);
+            let d = self.generate_with_fallback(&enc, &prompt, job.opts, None)?;
+            self.take_window(job, Some(&enc), d)?;
+        }
+        Ok(())
+    }
+
+    /// What faster-whisper does with one window's decoding: the no-speech
+    /// skip, segments from the timestamps, word times, the next seek and
+    /// the prompt reset. `enc` (the window's encoder output) is needed for
+    /// word timestamps only.
+    fn take_window(
+        &self,
+        job: &mut Job,
+        enc: Option<&StorageView>,
+        d: Decoded,
+    ) -> Result<(), BackendError> {
+        let opts = job.opts;
+        let time_offset = job.seek as f64 / FRAMES_PER_SECOND;
+        let segment_size = Self::segment_size(job);
+        let segment_duration = segment_size as f64 / FRAMES_PER_SECOND;
+        if let Some(th) = opts.no_speech_threshold {
+            let mut skip = d.no_speech_prob > th;
+            if opts.log_prob_threshold.is_some_and(|lp| d.avg_logprob > lp) {
+                skip = false;
             }
-            let previous_seek = seek;
-            let (pieces, next_seek, single_timestamp_ending) = self.split_by_timestamps(
-                &d.tokens,
-                time_offset,
-                segment_size,
-                segment_duration,
-                seek,
-            );
-            seek = next_seek;
-            let mut pieces: Vec<(f64, f64, Vec<u32>, Vec<Word>)> = pieces
-                .into_iter()
-                .map(|(a, b, t)| (a, b, t, Vec::new()))
-                .collect();
-            if opts.word_timestamps {
-                self.add_word_timestamps(
-                    &enc,
-                    &sot_sequence,
-                    &mut pieces,
-                    segment_size,
-                    previous_seek,
-                    last_speech_timestamp,
-                )?;
-                // get_end: the last word's end, else the last piece's end.
-                let last_word_end = pieces
-                    .iter()
-                    .rev()
-                    .find_map(|p| p.3.last().map(|w| w.end))
-                    .or_else(|| pieces.last().map(|p| p.1));
-                if !single_timestamp_ending {
-                    if let Some(end) = last_word_end.filter(|&e| e > time_offset) {
-                        seek = (end * FRAMES_PER_SECOND).round() as usize;
-                    }
-                }
-                if let Some(end) = last_word_end {
-                    last_speech_timestamp = end;
-                }
-            }
-            for (start, end, tokens, words) in pieces {
-                let text = self.decode_text(&tokens)?;
-                if start == end || text.trim().is_empty() {
-                    continue;
-                }
-                all_tokens.extend_from_slice(&tokens);
-                segments.push(Segment {
-                    start,
-                    end,
-                    text,
-                    tokens,
-                    temperature: d.temperature,
-                    avg_logprob: d.avg_logprob,
-                    compression_ratio: d.compression_ratio,
-                    no_speech_prob: d.no_speech_prob,
-                    words,
-                });
-            }
-            if !opts.condition_on_previous_text || d.temperature > opts.prompt_reset_on_temperature
-            {
-                prompt_reset_since = all_tokens.len();
+            if skip {
+                job.seek += segment_size;
+                return Ok(());
             }
         }
-        Ok(Transcript {
-            segments,
-            language,
-            duration,
-        })
+        let previous_seek = job.seek;
+        let (pieces, next_seek, single_timestamp_ending) = self.split_by_timestamps(
+            &d.tokens,
+            time_offset,
+            segment_size,
+            segment_duration,
+            job.seek,
+        );
+        job.seek = next_seek;
+        let mut pieces: Vec<(f64, f64, Vec<u32>, Vec<Word>)> = pieces
+            .into_iter()
+            .map(|(a, b, t)| (a, b, t, Vec::new()))
+            .collect();
+        if opts.word_timestamps {
+            let enc = enc.ok_or_else(|| inference("word timestamps need the encoder output"))?;
+            let sot_sequence = self.sot_sequence(job);
+            self.add_word_timestamps(
+                enc,
+                &sot_sequence,
+                &mut pieces,
+                segment_size,
+                previous_seek,
+                job.last_speech_timestamp,
+            )?;
+            // get_end: the last word's end, else the last piece's end.
+            let last_word_end = pieces
+                .iter()
+                .rev()
+                .find_map(|p| p.3.last().map(|w| w.end))
+                .or_else(|| pieces.last().map(|p| p.1));
+            if !single_timestamp_ending {
+                if let Some(end) = last_word_end.filter(|&e| e > time_offset) {
+                    job.seek = (end * FRAMES_PER_SECOND).round() as usize;
+                }
+            }
+            if let Some(end) = last_word_end {
+                job.last_speech_timestamp = end;
+            }
+        }
+        for (start, end, tokens, words) in pieces {
+            let text = self.decode_text(&tokens)?;
+            if start == end || text.trim().is_empty() {
+                continue;
+            }
+            job.all_tokens.extend_from_slice(&tokens);
+            job.segments.push(Segment {
+                start,
+                end,
+                text,
+                tokens,
+                temperature: d.temperature,
+                avg_logprob: d.avg_logprob,
+                compression_ratio: d.compression_ratio,
+                no_speech_prob: d.no_speech_prob,
+                words,
+            });
+        }
+        if !opts.condition_on_previous_text || d.temperature > opts.prompt_reset_on_temperature {
+            job.prompt_reset_since = job.all_tokens.len();
+        }
+        Ok(())
+    }
+
+    /// Whether `opts` let a recording share a CTranslate2 batch with others
+    /// decoded the same way: greedy at temperature 0 first (what a batch
+    /// decodes; the fallback temperatures are redone alone), no word
+    /// timestamps (their alignment runs per window on its own encoder
+    /// output).
+    fn batchable(opts: &DecodeOptions) -> bool {
+        opts.beam_size == 1 && opts.temperatures.first() == Some(&0.0) && !opts.word_timestamps
+    }
+
+    /// Transcribes several recordings, each as [`Ct2Whisper::transcribe`]
+    /// would, but the windows of the recordings that are decoded alike are
+    /// encoded and decoded in shared CTranslate2 batches, as
+    /// faster-whisper's `BatchedInferencePipeline` does with the pieces of
+    /// a long file: the decoder's steps then run as matrix products over
+    /// the batch instead of one vector at a time. Round by round: first
+    /// every recording's first window (for pieces of up to 30 s, usually
+    /// the only one), then the rest of those whose timestamps left the
+    /// window unfinished. Per recording, as alone: language detection (on
+    /// its own first 30 s), the temperature fallback (a result that fails
+    /// the thresholds is redone alone at the next temperatures) and the
+    /// no-speech skip; in later rounds the previous text conditioning a
+    /// window may be shorter than alone (see `decode_batch`). Recordings
+    /// that cannot share a batch (other options, over 30 s, beam search,
+    /// word timestamps) go through `transcribe`.
+    pub fn transcribe_batch(
+        &self,
+        items: &[(&[f32], &DecodeOptions)],
+    ) -> Vec<Result<Transcript, BackendError>> {
+        let mut out: Vec<Option<Result<Transcript, BackendError>>> =
+            items.iter().map(|_| None).collect();
+        // Groups of item indices whose options match (the language aside:
+        // it changes a prompt token, not the prompt's length, which
+        // CTranslate2 requires equal across a batch).
+        let mut groups: Vec<(DecodeOptions, Vec<(usize, Job)>)> = Vec::new();
+        for (i, &(pcm, opts)) in items.iter().enumerate() {
+            if !Self::batchable(opts) || pcm.len() > N_FRAMES * HOP {
+                continue;
+            }
+            let job = match self.begin(pcm, opts) {
+                Ok(job) => job,
+                Err(e) => {
+                    out[i] = Some(Err(e));
+                    continue;
+                }
+            };
+            let key = DecodeOptions {
+                language: None,
+                ..opts.clone()
+            };
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, g)) => g.push((i, job)),
+                None => groups.push((key, vec![(i, job)])),
+            }
+        }
+        for (_, group) in groups {
+            if group.len() < 2 {
+                continue; // alone: the sequential path below, exactly
+            }
+            let mut rest = group;
+            while !rest.is_empty() {
+                let tail = rest.split_off(rest.len().min(MAX_BATCH));
+                let chunk = std::mem::replace(&mut rest, tail);
+                let (idx, jobs): (Vec<usize>, Vec<Job>) = chunk.into_iter().unzip();
+                match self.decode_batch(jobs) {
+                    Ok(done) => {
+                        for (i, r) in idx.into_iter().zip(done) {
+                            out[i] = Some(r);
+                        }
+                    }
+                    // The batch itself failed (CTranslate2 error): nothing
+                    // is known per item, so each is tried alone below.
+                    Err(e) => {
+                        tracing::warn!("batched Whisper decoding failed, retrying alone: {e}")
+                    }
+                }
+            }
+        }
+        items
+            .iter()
+            .zip(out)
+            .map(|(&(pcm, opts), r)| r.unwrap_or_else(|| self.transcribe(pcm, opts)))
+            .collect()
+    }
+
+    /// Jobs with equal options, decoded window by window in shared
+    /// CTranslate2 batches.
+    fn decode_batch(
+        &self,
+        mut jobs: Vec<Job>,
+    ) -> Result<Vec<Result<Transcript, BackendError>>, BackendError> {
+        let opts = jobs[0].opts;
+        // Language detection, batched too, on the window sequential
+        // transcription detects on (one frame longer than the decoded one).
+        let undetected: Vec<usize> = (0..jobs.len())
+            .filter(|&i| jobs[i].language.is_none())
+            .collect();
+        if !undetected.is_empty() {
+            let mut windows: Vec<f32> = Vec::new();
+            for &i in &undetected {
+                windows.extend(jobs[i].feats.window(0, N_FRAMES));
+            }
+            let enc = self.encode(&mut windows, undetected.len())?;
+            for (&i, code) in undetected.iter().zip(self.detect_languages(&enc)?) {
+                jobs[i].language = Some(code);
+            }
+        }
+        // Rounds: every job still unfinished decodes its next window in one
+        // shared batch. The first round is each piece's first (usually only)
+        // window; a later round holds the rest of pieces whose timestamps
+        // ended the window early (Whisper often stops at a segment boundary
+        // some seconds before the window's end, and faster-whisper's loop,
+        // like brisk's sequential one, then seeks there and decodes the rest).
+        let mut jobs: Vec<Option<Job>> = jobs.into_iter().map(Some).collect();
+        let mut done: Vec<Option<Result<Transcript, BackendError>>> =
+            jobs.iter().map(|_| None).collect();
+        let mut active: Vec<usize> = (0..jobs.len()).collect();
+        while !active.is_empty() {
+            // CTranslate2 decodes a batch only with <|startoftranscript|> at
+            // one position, so the previous text that conditions each
+            // window is cut to the shortest in the batch (its most recent
+            // tokens kept). In the first round every piece has the same
+            // (the request's initial prompt, if any); later windows may get
+            // less context than sequential decoding would give them.
+            let keep = active
+                .iter()
+                .filter_map(|&i| jobs[i].as_ref())
+                .map(|j| self.previous_tokens(j).len())
+                .min()
+                .unwrap_or(0);
+            let mut windows: Vec<f32> = Vec::new();
+            let mut prompts: Vec<Vec<u32>> = Vec::new();
+            for job in active.iter().filter_map(|&i| jobs[i].as_ref()) {
+                windows.extend(job.feats.window(job.seek, Self::segment_size(job)));
+                let previous = self.previous_tokens(job);
+                let previous = &previous[previous.len() - keep..];
+                prompts.push(self.prompt(previous, &self.sot_sequence(job), opts.timestamps));
+            }
+            let enc = self.encode(&mut windows, active.len())?;
+            let first = self.generate_once(&enc, &prompts, opts.temperatures[0], opts)?;
+            drop(enc);
+            self.batched_windows
+                .fetch_add(active.len(), std::sync::atomic::Ordering::Relaxed);
+            for ((&i, prompt), d) in active.iter().zip(prompts).zip(first) {
+                let Some(job) = jobs[i].as_mut() else {
+                    continue;
+                };
+                let r = (|| {
+                    let d = if needs_fallback(&d, opts).0 {
+                        // Redone alone from the next temperature on, on this
+                        // window's own encoder output.
+                        let mut w = job.feats.window(job.seek, Self::segment_size(job));
+                        let enc = self.encode(&mut w, 1)?;
+                        self.generate_with_fallback(&enc, &prompt, opts, Some(d))?
+                    } else {
+                        d
+                    };
+                    self.take_window(job, None, d)
+                })();
+                if let Err(e) = r {
+                    done[i] = Some(Err(e));
+                    jobs[i] = None;
+                } else if job.seek >= job.content_frames {
+                    done[i] = jobs[i].take().map(|j| Ok(j.finish()));
+                }
+            }
+            active.retain(|&i| jobs[i].is_some());
+        }
+        Ok(done
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(inference("no decoding result"))))
+            .collect())
+    }
+
+    /// The previous text that conditions a job's next window, as
+    /// faster-whisper's `get_prompt` takes it (at most half the decoder's
+    /// length).
+    fn previous_tokens<'j>(&self, job: &'j Job) -> &'j [u32] {
+        let previous = &job.all_tokens[job.prompt_reset_since..];
+        let keep = self.max_length / 2 - 1;
+        &previous[previous.len().saturating_sub(keep)..]
     }
 
     /// faster-whisper's `get_prompt` (no prefix, no hotwords).
@@ -610,85 +858,37 @@ impl Ct2Whisper {
         prompt
     }
 
-    /// faster-whisper's `generate_with_fallback`.
+    /// faster-whisper's `generate_with_fallback`. `first`, when given, is
+    /// the result at the first temperature, already decoded (in a batch).
     fn generate_with_fallback(
         &self,
         enc: &StorageView,
         prompt: &[u32],
         opts: &DecodeOptions,
+        mut first: Option<Decoded>,
     ) -> Result<Decoded, BackendError> {
-        let prompt_strings = self.token_strings(prompt)?;
-        let max_initial_timestamp_index =
-            (f64::from(opts.max_initial_timestamp) / TIME_PRECISION).round() as usize;
         let mut all: Vec<Decoded> = Vec::new();
         let mut below_cr: Vec<usize> = Vec::new();
         let mut last_temperature = 0.0;
         for &temperature in &opts.temperatures {
             last_temperature = temperature;
-            let mut wo = WhisperOptions {
-                max_length: self.max_length,
-                return_scores: true,
-                return_no_speech_prob: true,
-                suppress_blank: opts.suppress_blank,
-                suppress_tokens: self.suppress.clone(),
-                max_initial_timestamp_index,
-                ..Default::default()
+            let d = match first.take() {
+                Some(d) => d,
+                None => self
+                    .generate_once(
+                        enc,
+                        std::slice::from_ref(&prompt.to_vec()),
+                        temperature,
+                        opts,
+                    )?
+                    .pop()
+                    .ok_or_else(|| inference("generate returned no result"))?,
             };
-            if temperature > 0.0 {
-                wo.beam_size = 1;
-                wo.num_hypotheses = opts.best_of.max(1);
-                wo.sampling_topk = 0;
-                wo.sampling_temperature = temperature;
-            } else {
-                wo.beam_size = opts.beam_size;
-                wo.patience = 1.0;
+            let (fallback, below) = needs_fallback(&d, opts);
+            if below {
+                below_cr.push(all.len());
             }
-            let r = self
-                .model
-                .generate(enc, std::slice::from_ref(&prompt_strings), &wo)
-                .map_err(inference)?;
-            let r = r
-                .into_iter()
-                .next()
-                .ok_or_else(|| inference("generate returned no result"))?;
-            let tokens: Vec<u32> = r
-                .sequences_ids
-                .first()
-                .map(|s| s.iter().map(|&t| t as u32).collect())
-                .unwrap_or_default();
-            let score = r.scores.first().copied().unwrap_or(f32::NEG_INFINITY);
-            let seq_len = tokens.len() as f32;
-            // Recover the average log-probability from the length-normalised
-            // score (length_penalty 1), as faster-whisper does.
-            let avg_logprob = score * seq_len / (seq_len + 1.0);
-            let text = self.decode_text(&tokens)?;
-            let compression_ratio = compression_ratio(text.trim());
-            let d = Decoded {
-                tokens,
-                avg_logprob,
-                temperature,
-                compression_ratio,
-                no_speech_prob: r.no_speech_prob,
-            };
-            let mut needs_fallback = false;
-            if let Some(th) = opts.compression_ratio_threshold {
-                if compression_ratio > th {
-                    needs_fallback = true;
-                } else {
-                    below_cr.push(all.len());
-                }
-            }
-            if opts.log_prob_threshold.is_some_and(|lp| avg_logprob < lp) {
-                needs_fallback = true;
-            }
-            if opts
-                .no_speech_threshold
-                .is_some_and(|ns| d.no_speech_prob > ns)
-                && opts.log_prob_threshold.is_some_and(|lp| avg_logprob < lp)
-            {
-                needs_fallback = false; // silence
-            }
-            if !needs_fallback {
+            if !fallback {
                 return Ok(d);
             }
             all.push(d);
@@ -713,6 +913,75 @@ impl Ct2Whisper {
         let mut d = all.swap_remove(best);
         d.temperature = last_temperature;
         Ok(d)
+    }
+
+    /// One `generate` call at one temperature: a result per prompt, the
+    /// prompts decoding the windows of `enc` in order.
+    fn generate_once(
+        &self,
+        enc: &StorageView,
+        prompts: &[Vec<u32>],
+        temperature: f32,
+        opts: &DecodeOptions,
+    ) -> Result<Vec<Decoded>, BackendError> {
+        let prompt_strings: Vec<Vec<String>> = prompts
+            .iter()
+            .map(|p| self.token_strings(p))
+            .collect::<Result<_, _>>()?;
+        let max_initial_timestamp_index =
+            (f64::from(opts.max_initial_timestamp) / TIME_PRECISION).round() as usize;
+        let mut wo = WhisperOptions {
+            max_length: self.max_length,
+            return_scores: true,
+            return_no_speech_prob: true,
+            suppress_blank: opts.suppress_blank,
+            suppress_tokens: self.suppress.clone(),
+            max_initial_timestamp_index,
+            ..Default::default()
+        };
+        if temperature > 0.0 {
+            wo.beam_size = 1;
+            wo.num_hypotheses = opts.best_of.max(1);
+            wo.sampling_topk = 0;
+            wo.sampling_temperature = temperature;
+        } else {
+            wo.beam_size = opts.beam_size;
+            wo.patience = 1.0;
+        }
+        let results = self
+            .model
+            .generate(enc, &prompt_strings, &wo)
+            .map_err(inference)?;
+        if results.len() != prompts.len() {
+            return Err(inference(format!(
+                "generate returned {} results for {} prompts",
+                results.len(),
+                prompts.len()
+            )));
+        }
+        results
+            .into_iter()
+            .map(|r| {
+                let tokens: Vec<u32> = r
+                    .sequences_ids
+                    .first()
+                    .map(|s| s.iter().map(|&t| t as u32).collect())
+                    .unwrap_or_default();
+                let score = r.scores.first().copied().unwrap_or(f32::NEG_INFINITY);
+                let seq_len = tokens.len() as f32;
+                // Recover the average log-probability from the length-normalised
+                // score (length_penalty 1), as faster-whisper does.
+                let avg_logprob = score * seq_len / (seq_len + 1.0);
+                let text = self.decode_text(&tokens)?;
+                Ok(Decoded {
+                    tokens,
+                    avg_logprob,
+                    temperature,
+                    compression_ratio: compression_ratio(text.trim()),
+                    no_speech_prob: r.no_speech_prob,
+                })
+            })
+            .collect()
     }
 
     /// faster-whisper's `_split_segments_by_timestamps`: `(start, end,
@@ -839,6 +1108,62 @@ struct Decoded {
     temperature: f32,
     compression_ratio: f32,
     no_speech_prob: f32,
+}
+
+/// faster-whisper's fallback test of one result: `(redo at the next
+/// temperature, under the compression-ratio threshold)`.
+fn needs_fallback(d: &Decoded, opts: &DecodeOptions) -> (bool, bool) {
+    let mut fallback = false;
+    let mut below_cr = false;
+    if let Some(th) = opts.compression_ratio_threshold {
+        if d.compression_ratio > th {
+            fallback = true;
+        } else {
+            below_cr = true;
+        }
+    }
+    let low_logprob = opts.log_prob_threshold.is_some_and(|lp| d.avg_logprob < lp);
+    if low_logprob {
+        fallback = true;
+    }
+    if low_logprob
+        && opts
+            .no_speech_threshold
+            .is_some_and(|ns| d.no_speech_prob > ns)
+    {
+        fallback = false; // silence
+    }
+    (fallback, below_cr)
+}
+
+/// Most windows in one CTranslate2 batch: bounds the encoder's activations
+/// (about 25 MB per window for base in float32) when many pieces queue.
+const MAX_BATCH: usize = 16;
+
+/// One recording being transcribed: faster-whisper's loop state.
+struct Job<'o> {
+    opts: &'o DecodeOptions,
+    feats: crate::mel::Features,
+    content_frames: usize,
+    duration: f64,
+    /// `None` until detected (multilingual model, no language asked).
+    language: Option<String>,
+    all_tokens: Vec<u32>,
+    prompt_reset_since: usize,
+    /// Next window's first frame.
+    seek: usize,
+    segments: Vec<Segment>,
+    last_speech_timestamp: f64,
+}
+
+impl Job<'_> {
+    fn finish(self) -> Transcript {
+        Transcript {
+            segments: self.segments,
+            language: self.language.unwrap_or_else(|| "en".into()),
+            duration: self.duration,
+        }
+    }
 }
 
 /// CTranslate2's vocabulary file: `vocabulary.json` (a JSON array) or

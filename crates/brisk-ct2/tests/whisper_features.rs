@@ -213,3 +213,220 @@ fn temperature_fallback_leaves_repetitive_output() {
         .expect("sampled");
     assert!(hot.segments.iter().all(|s| s.temperature == 1.0));
 }
+
+/// A clip of tests/fixtures/whisper/ (scripts/gen_whisper_speech.py).
+fn clip(name: &str) -> Vec<f32> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/whisper")
+        .join(format!("{name}.flac"));
+    let (pcm, rate) = common::audio::read_mono(&path);
+    assert_eq!(rate, 16000, "{}", path.display());
+    pcm
+}
+
+/// What must not change when a recording is decoded in a batch: the text,
+/// and each segment's text and times.
+fn shape(t: &brisk_ct2::Transcript) -> (String, String, Vec<(f64, f64, String)>) {
+    (
+        t.language.clone(),
+        t.text(),
+        t.segments
+            .iter()
+            .map(|s| (s.start, s.end, s.text.clone()))
+            .collect(),
+    )
+}
+
+/// Pieces of up to 30 s, as the HTTP edge cuts a long file at the VAD's
+/// silences, decoded as one CTranslate2 batch give each piece the
+/// transcript it gets alone (greedy, timestamps on, the fallback schedule,
+/// the no-speech skip: faster-whisper's defaults but the beam).
+fn check_batch_equals_alone(m: &Ct2Whisper, opts: &DecodeOptions) {
+    let mut pieces = vec![beckett()];
+    for name in [
+        "espeak_us_175",
+        "espeak_gb_140",
+        "espeak_f3_220",
+        "piper_joe_080",
+        "piper_joe_100",
+        "piper_joe_130",
+    ] {
+        pieces.push(clip(name));
+    }
+    // Silence is skipped per item (its no-speech probability).
+    pieces.push(vec![0.0f32; 5 * 16_000]);
+    let items: Vec<(&[f32], &DecodeOptions)> =
+        pieces.iter().map(|p| (p.as_slice(), opts)).collect();
+    let before = m.batched_windows();
+    let batched = m.transcribe_batch(&items);
+    assert_eq!(batched.len(), pieces.len());
+    // Every piece went through a shared batch, none alone.
+    assert_eq!(m.batched_windows() - before, pieces.len());
+    for (i, (p, b)) in pieces.iter().zip(batched).enumerate() {
+        let alone = m.transcribe(p, opts).expect("alone");
+        let b = b.expect("batched");
+        assert_eq!(shape(&b), shape(&alone), "piece {i}");
+        if i + 1 == pieces.len() {
+            assert_eq!(b.text(), "", "silence");
+        } else {
+            assert!(!b.text().is_empty(), "piece {i}");
+        }
+    }
+}
+
+/// tiny.en int8 of the test's own, so that its count of batched windows
+/// sees no other test's.
+fn own_tiny() -> Ct2Whisper {
+    Ct2Whisper::load(
+        &fetched("whisper-tiny-en"),
+        &LoadOptions {
+            compute_type: "int8".into(),
+            threads: 2,
+        },
+    )
+    .expect("load tiny.en")
+}
+
+#[test]
+fn a_batch_of_pieces_equals_each_piece_alone() {
+    check_batch_equals_alone(
+        &own_tiny(),
+        &DecodeOptions {
+            language: Some("en".into()),
+            beam_size: 1,
+            ..Default::default()
+        },
+    );
+}
+
+#[test]
+fn a_batch_detects_each_pieces_language_on_a_multilingual_model() {
+    let base = Ct2Whisper::load(
+        &fetched("whisper-base"),
+        &LoadOptions {
+            compute_type: "float32".into(),
+            threads: 2,
+        },
+    )
+    .expect("load base");
+    assert!(base.is_multilingual());
+    check_batch_equals_alone(
+        &base,
+        &DecodeOptions {
+            beam_size: 1,
+            ..Default::default()
+        },
+    );
+}
+
+/// Items that cannot share a batch (a file over 30 s, word timestamps, a
+/// prompt of their own, beam search, bad input) keep their own result next
+/// to items that do.
+#[test]
+fn a_mixed_batch_gives_each_item_its_own_result() {
+    let m = &own_tiny();
+    let greedy = DecodeOptions {
+        language: Some("en".into()),
+        beam_size: 1,
+        ..Default::default()
+    };
+    let words = DecodeOptions {
+        word_timestamps: true,
+        ..greedy.clone()
+    };
+    let prompted = DecodeOptions {
+        prompt: Some("Samuel Beckett, Worstward Ho.".into()),
+        ..greedy.clone()
+    };
+    let beam = DecodeOptions {
+        beam_size: 5,
+        ..greedy.clone()
+    };
+    let b = beckett();
+    let long = clip("espeak_long_160");
+    assert!(long.len() > 30 * 16_000);
+    let a = clip("espeak_us_175");
+    let items: Vec<(&[f32], &DecodeOptions)> = vec![
+        (&b, &greedy),
+        (&long, &greedy),
+        (&a, &words),
+        (&b, &prompted),
+        (&a, &greedy),
+        (&[], &greedy),
+        (&a, &prompted),
+        (&b, &beam),
+    ];
+    let before = m.batched_windows();
+    let results = m.transcribe_batch(&items);
+    // Two batches of two: the greedy pair and the prompted pair.
+    assert_eq!(m.batched_windows() - before, 4);
+    for (i, ((pcm, opts), r)) in items.iter().zip(results).enumerate() {
+        match m.transcribe(pcm, opts) {
+            Ok(alone) => {
+                let r = r.unwrap_or_else(|e| panic!("item {i}: {e}"));
+                assert_eq!(shape(&r), shape(&alone), "item {i}");
+                let w = |t: &brisk_ct2::Transcript| {
+                    t.segments.iter().map(|s| s.words.len()).sum::<usize>()
+                };
+                assert_eq!(w(&r), w(&alone), "item {i}");
+            }
+            Err(e) => {
+                let got = r.expect_err("an error, as alone");
+                assert_eq!(got.to_string(), e.to_string(), "item {i}");
+            }
+        }
+    }
+}
+
+/// Pieces of nearly 30 s, where Whisper's timestamps often end the first
+/// window some seconds early: the rest of each such piece is decoded in a
+/// second batched round (not alone), with its conditioning text cut to the
+/// shortest in that round, so the transcripts stay close to each piece's
+/// alone (same words but for the odd one).
+#[test]
+fn the_rest_of_long_pieces_is_decoded_in_a_batched_round() {
+    let m = &own_tiny();
+    let opts = DecodeOptions {
+        language: Some("en".into()),
+        beam_size: 1,
+        ..Default::default()
+    };
+    // beckett.wav and the speech clips one after another with a second of
+    // silence between (scripts/bench_whisper_batch.py's long file), cut
+    // where the silero VAD cuts it: the first two pieces, 28.3 and 29.6 s.
+    // Alone, tiny.en's timestamps end the first window of each at 21.2 and
+    // 25.7 s.
+    let mut long = Vec::new();
+    for part in [
+        beckett(),
+        clip("espeak_f3_220"),
+        clip("espeak_gb_140"),
+        clip("espeak_long_160"),
+    ] {
+        long.extend(part);
+        long.extend(std::iter::repeat_n(0.0f32, 16_000));
+    }
+    let at = |s: f64| ((s * 16_000.0) as usize).min(long.len());
+    let pieces: Vec<Vec<f32>> = [(0.29, 28.638), (28.738, 58.366)]
+        .iter()
+        .map(|&(a, b)| long[at(a)..at(b)].to_vec())
+        .collect();
+    let items: Vec<(&[f32], &DecodeOptions)> =
+        pieces.iter().map(|p| (p.as_slice(), &opts)).collect();
+    let before = m.batched_windows();
+    let batched = m.transcribe_batch(&items);
+    assert!(
+        m.batched_windows() - before > pieces.len(),
+        "{} windows batched: no second round",
+        m.batched_windows() - before
+    );
+    for (i, (p, b)) in pieces.iter().zip(batched).enumerate() {
+        let alone = m.transcribe(p, &opts).expect("alone").text();
+        let b = b.expect("batched").text();
+        let e = common::wer(&alone, &b);
+        assert!(
+            e <= 0.05,
+            "piece {i}: WER {e:.3} against alone\n{b}\n{alone}"
+        );
+    }
+}

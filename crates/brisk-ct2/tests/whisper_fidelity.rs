@@ -137,38 +137,6 @@ fn base_equals_faster_whisper() {
     check_model("whisper-base");
 }
 
-fn words(s: &str) -> Vec<String> {
-    s.to_lowercase()
-        .chars()
-        .map(|c| {
-            if c.is_alphanumeric() || c == '\'' || c.is_whitespace() {
-                c
-            } else {
-                ' '
-            }
-        })
-        .collect::<String>()
-        .split_whitespace()
-        .map(str::to_string)
-        .collect()
-}
-
-/// Word error rate: word-level Levenshtein distance / reference length.
-fn wer(reference: &str, hypothesis: &str) -> f64 {
-    let r = words(reference);
-    let h = words(hypothesis);
-    let mut prev: Vec<usize> = (0..=h.len()).collect();
-    for (i, rw) in r.iter().enumerate() {
-        let mut cur = vec![i + 1; h.len() + 1];
-        for (j, hw) in h.iter().enumerate() {
-            let sub = prev[j] + usize::from(rw != hw);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[h.len()] as f64 / r.len().max(1) as f64
-}
-
 /// int8 is the CPU default only while its word error rate on the speech
 /// set (the clips' own texts as the truth) stays within 0.02 of float32's.
 #[test]
@@ -199,7 +167,7 @@ fn int8_word_error_rate_within_002_of_float32() {
                 .iter()
                 .map(|(clip, text)| {
                     let t = m.transcribe(&audio(clip), &opts).expect("transcribe");
-                    let e = wer(text, &t.text());
+                    let e = common::wer(text, &t.text());
                     eprintln!("{model} {ct} {clip}: WER {e:.3}");
                     e
                 })

@@ -223,10 +223,12 @@ impl Registry {
         for spec in specs {
             let task = loader.task(&spec.source)?;
             let mut spec = spec;
-            if !matches!(task, Task::Embeddings | Task::Rerank) {
+            if !matches!(task, Task::Embeddings | Task::Rerank) && !loader.batches(&spec.source) {
                 // A generation or transcription holds the model for many
                 // decoder steps; batching would make each wait for the longest.
-                // Encoder-only models (embeddings, reranking) batch well.
+                // Encoder-only models (embeddings, reranking) batch well, and
+                // so does a backend that decodes a batch in one pass (the
+                // CTranslate2 Whisper: the pieces of a long file).
                 spec.batch.max_requests = 1;
             }
             let (changed, _) = watch::channel(0);
@@ -524,27 +526,63 @@ impl Registry {
     pub async fn infer_with(
         &self,
         model: &str,
-        mut request: Request,
+        request: Request,
         mode: CacheMode,
     ) -> Result<(Response, CacheStatus), EngineError> {
-        let (e, adapter) = self.resolve(model)?;
-        let e = e.clone();
-        if let (Some(adapter), Request::Generate(g)) = (adapter, &mut request) {
-            g.params.adapter = Some(adapter.to_string());
-        }
-        if request.task() != e.task {
-            return Err(EngineError::WrongTask {
-                model: model.to_string(),
-                serves: e.task,
-                asked: request.task(),
-            });
-        }
-        check_shape(&request)?;
+        self.infer_many(model, vec![request], mode)
+            .await
+            .pop()
+            .unwrap_or_else(|| {
+                Err(EngineError::Panicked {
+                    model: model.to_string(),
+                })
+            })
+    }
+
+    /// Runs several requests for one model, each through the cache, and
+    /// answers each as [`Registry::infer_with`] would. For the pieces of one
+    /// long recording: their cache keys are all computed first, in one
+    /// blocking task, so the pieces the cache lacks reach the model's queue
+    /// back to back and share a batch under the model's usual batch delay.
+    /// (Hashed one request at a time, each piece of audio would reach the
+    /// queue milliseconds after the one before, past a 2 ms delay.)
+    pub async fn infer_many(
+        &self,
+        model: &str,
+        requests: Vec<Request>,
+        mode: CacheMode,
+    ) -> Vec<Result<(Response, CacheStatus), EngineError>> {
+        let n = requests.len();
+        let all_err = |e: EngineError| (0..n).map(|_| Err(e.clone())).collect::<Vec<_>>();
+        let (e, adapter) = match self.resolve(model) {
+            Ok((e, adapter)) => (e.clone(), adapter.map(str::to_string)),
+            Err(err) => return all_err(err),
+        };
+        // Each request's own checks; a request that fails them is answered
+        // with its error and the others still run.
+        let checked: Vec<Result<Request, EngineError>> = requests
+            .into_iter()
+            .map(|mut request| {
+                if let (Some(adapter), Request::Generate(g)) = (&adapter, &mut request) {
+                    g.params.adapter = Some(adapter.clone());
+                }
+                if request.task() != e.task {
+                    return Err(EngineError::WrongTask {
+                        model: model.to_string(),
+                        serves: e.task,
+                        asked: request.task(),
+                    });
+                }
+                check_shape(&request)?;
+                Ok(request)
+            })
+            .collect();
         let Some(cache) = self.cache().filter(|_| e.spec.cache).cloned() else {
-            return self
-                .run(&e, request)
-                .await
-                .map(|r| (r, CacheStatus::Bypass));
+            return futures_util::future::join_all(checked.into_iter().map(|r| {
+                let e = &e;
+                async move { self.run(e, r?).await.map(|r| (r, CacheStatus::Bypass)) }
+            }))
+            .await;
         };
         let revision = e
             .revision
@@ -558,34 +596,53 @@ impl Registry {
             })
             .await
             .clone();
-        // Hashing hours of audio takes a while: keep it off the runtime.
-        let (key, request) = if matches!(
-            request,
-            Request::Transcribe(_) | Request::Vad(_) | Request::Ocr(_)
-        ) {
+        let keys_of = {
             let name = model.to_string();
-            tokio::task::spawn_blocking(move || {
-                (cache::cache_key(&name, &revision, &request), request)
-            })
-            .await
-            .map_err(|_| EngineError::Panicked {
-                model: model.to_string(),
-            })?
+            move |checked: Vec<Result<Request, EngineError>>| {
+                checked
+                    .into_iter()
+                    .map(|r| {
+                        r.map(|request| (cache::cache_key(&name, &revision, &request), request))
+                    })
+                    .collect::<Vec<_>>()
+            }
+        };
+        // Hashing hours of audio takes a while: keep it off the runtime.
+        let heavy = checked.iter().any(|r| {
+            matches!(
+                r,
+                Ok(Request::Transcribe(_) | Request::Vad(_) | Request::Ocr(_))
+            )
+        });
+        let keyed = if heavy {
+            match tokio::task::spawn_blocking(move || keys_of(checked)).await {
+                Ok(keyed) => keyed,
+                Err(_) => {
+                    return all_err(EngineError::Panicked {
+                        model: model.to_string(),
+                    })
+                }
+            }
         } else {
-            (cache::cache_key(model, &revision, &request), request)
+            keys_of(checked)
         };
-        let Some(key) = key else {
-            cache.note_bypass();
-            return self
-                .run(&e, request)
-                .await
-                .map(|r| (r, CacheStatus::Bypass));
-        };
-        // On a hit the request (and a streaming request's token sink) is
-        // dropped unused: the caller sees `Hit` and sends the whole text.
-        cache
-            .get_or_compute(key, mode, || async move { self.run(&e, request).await })
-            .await
+        futures_util::future::join_all(keyed.into_iter().map(|r| {
+            let (e, cache) = (&e, &cache);
+            async move {
+                let (key, request) = r?;
+                let Some(key) = key else {
+                    cache.note_bypass();
+                    return self.run(e, request).await.map(|r| (r, CacheStatus::Bypass));
+                };
+                // On a hit the request (and a streaming request's token
+                // sink) is dropped unused: the caller sees `Hit` and sends
+                // the whole text.
+                cache
+                    .get_or_compute(key, mode, || async move { self.run(e, request).await })
+                    .await
+            }
+        }))
+        .await
     }
 
     /// Whether `infer_with` would consult the cache for this request: lets a

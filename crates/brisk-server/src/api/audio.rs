@@ -298,7 +298,17 @@ async fn transcribe(
     translate: bool,
     mode: CacheMode,
 ) -> Result<(Transcript, CacheStatus), AppError> {
-    let request = Request::Transcribe(TranscribeRequest {
+    let request = transcribe_request(form, audio, translate);
+    let (response, status) = state
+        .registry
+        .infer_with(&form.model, request, mode)
+        .await?;
+    Ok((transcript(response)?, status))
+}
+
+/// The engine request for (a piece of) the form's audio.
+fn transcribe_request(form: &Form, audio: Vec<f32>, translate: bool) -> Request {
+    Request::Transcribe(TranscribeRequest {
         audio,
         language: form.language.clone(),
         prompt: form.prompt.clone(),
@@ -306,14 +316,13 @@ async fn transcribe(
         translate,
         word_timestamps: form.words,
         beam_size: form.beam_size,
-    });
-    match state
-        .registry
-        .infer_with(&form.model, request, mode)
-        .await?
-    {
-        (brisk_core::Response::Transcribe(t), status) => Ok((t, status)),
-        (other, _) => Err(AppError::Engine(brisk_engine::EngineError::Backend(
+    })
+}
+
+fn transcript(response: brisk_core::Response) -> Result<Transcript, AppError> {
+    match response {
+        brisk_core::Response::Transcribe(t) => Ok(t),
+        other => Err(AppError::Engine(brisk_engine::EngineError::Backend(
             brisk_core::BackendError::Inference(format!("unexpected reply {other:?}")),
         ))),
     }
@@ -354,17 +363,22 @@ async fn transcribe_chunked(
     };
     let pieces = brisk_engine::speech::chunking::plan(&segments);
     let at = |s: f64| ((s * 16_000.0) as usize).min(audio.len());
-    let results = futures_util::future::join_all(pieces.iter().map(|&(start, end)| {
-        let piece = audio[at(start)..at(end)].to_vec();
-        transcribe(state, form, piece, translate, mode)
-    }))
-    .await;
+    // All pieces go to the engine at once: those the cache lacks reach the
+    // model together and share batches (the CTranslate2 engine decodes them
+    // as one, as faster-whisper's BatchedInferencePipeline does).
+    let requests = pieces
+        .iter()
+        .map(|&(start, end)| {
+            transcribe_request(form, audio[at(start)..at(end)].to_vec(), translate)
+        })
+        .collect();
+    let results = state.registry.infer_many(&form.model, requests, mode).await;
     let mut done = Vec::with_capacity(pieces.len());
     let mut statuses = Vec::with_capacity(pieces.len());
     for (piece, result) in pieces.into_iter().zip(results) {
-        let (t, status) = result?;
+        let (response, status) = result?;
         statuses.push(status);
-        done.push((piece, t));
+        done.push((piece, transcript(response)?));
     }
     let status = if !statuses.is_empty() && statuses.iter().all(|s| *s == CacheStatus::Hit) {
         CacheStatus::Hit

@@ -232,6 +232,26 @@ fn long_speech() -> (Vec<u8>, String) {
     (audio, text)
 }
 
+/// Over 60 s of varied speech (so the VAD cuts it into several pieces):
+/// two synthesized clips of tests/fixtures/whisper/ one after the other
+/// with a second of silence between, as a WAV, and the text they speak.
+fn longer_speech() -> (Vec<u8>, String) {
+    let dir =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/whisper");
+    let truth: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("truth.json")).expect("truth.json"))
+            .expect("json");
+    let mut pcm = Vec::new();
+    let mut text = Vec::new();
+    for clip in ["piper_long_110", "espeak_long_160"] {
+        let flac = std::fs::read(dir.join(format!("{clip}.flac"))).expect("flac");
+        pcm.extend(brisk_server::api::decode::decode_audio(&flac, 600.0).expect("decodes"));
+        pcm.extend(std::iter::repeat_n(0.0f32, 16_000));
+        text.push(truth[clip].as_str().expect("text").to_string());
+    }
+    (common::pcm_wav(&pcm), text.join(" "))
+}
+
 fn vad_loads(s: &AppState) -> u64 {
     s.registry
         .status()
@@ -403,6 +423,67 @@ async fn long_audio_is_cut_at_the_vads_silences_by_default() {
     eprintln!("WER with VAD {e:.3}");
     assert!(e <= 0.2, "{text}");
     assert!(v["duration"].as_f64().expect("number") > 40.0, "{body}");
+
+    // Past 60 s the file is cut into several pieces of up to 30 s, and the
+    // CTranslate2 engine decodes pieces that wait together as one batch.
+    // The model is served under a name of this test's own, so its batch
+    // sizes in the process-wide /metrics are this request's alone.
+    let s = common::default_state(models_dir(), |c| {
+        c.models.insert(
+            "whisper-batched".into(),
+            brisk_server::config::ModelConfig {
+                source: MODEL.into(),
+                ..Default::default()
+            },
+        );
+    });
+    // Loaded first, so that the pieces meet a model already serving (a cold
+    // load would hold them all in the queue anyway).
+    let (st, body) = post(
+        &s,
+        "/v1/audio/transcriptions",
+        &[("model", "whisper-batched")],
+        Some(&beckett()),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let (long, long_truth) = longer_speech();
+    let (st, body) = post(
+        &s,
+        "/v1/audio/transcriptions",
+        &[
+            ("model", "whisper-batched"),
+            ("response_format", "verbose_json"),
+        ],
+        Some(&long),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("json");
+    assert!(v["duration"].as_f64().expect("number") > 60.0, "{body}");
+    let text = v["text"].as_str().expect("string");
+    let e = common::wer(&long_truth, text);
+    eprintln!("WER of the batched pieces {e:.3}");
+    assert!(e <= 0.2, "{text}");
+    let metrics = s.metrics.as_ref().expect("recorder").render();
+    let series = |name: &str| -> f64 {
+        let prefix = format!("{name}{{model=\"whisper-batched\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{prefix} not in /metrics"))
+    };
+    // Requests (the warm-up and the pieces) and the batches they ran in.
+    let (requests, batches) = (
+        series("brisk_batch_size_sum"),
+        series("brisk_batch_size_count"),
+    );
+    assert!(requests >= 4.0, "{requests} requests: the file was not cut");
+    assert!(
+        batches < requests,
+        "{requests} requests ran in {batches} batches: no piece shared one"
+    );
 
     // vad_filter=false: one pass over the whole file, no VAD.
     let s = state(50 << 20, 600.0);

@@ -100,7 +100,18 @@ pub fn multipart(fields: &[(&str, &str)], files: &[(&str, &[u8])]) -> (String, V
 
 /// A 16 kHz mono 16-bit PCM WAV of a 440 Hz tone.
 pub fn tone_wav(seconds: f64) -> Vec<u8> {
-    let n = (seconds * 16_000.0) as u32;
+    let n = (seconds * 16_000.0) as usize;
+    let tone: Vec<f32> = (0..n)
+        .map(|i| {
+            (i as f64 * 440.0 * std::f64::consts::TAU / 16_000.0).sin() as f32 * (8000.0 / 32_768.0)
+        })
+        .collect();
+    pcm_wav(&tone)
+}
+
+/// A 16 kHz mono 16-bit PCM WAV of `samples` (in -1..1).
+pub fn pcm_wav(samples: &[f32]) -> Vec<u8> {
+    let n = samples.len() as u32;
     let mut w = Vec::with_capacity(44 + 2 * n as usize);
     w.extend_from_slice(b"RIFF");
     w.extend_from_slice(&(36 + 2 * n).to_le_bytes());
@@ -114,8 +125,8 @@ pub fn tone_wav(seconds: f64) -> Vec<u8> {
     w.extend_from_slice(&16u16.to_le_bytes());
     w.extend_from_slice(b"data");
     w.extend_from_slice(&(2 * n).to_le_bytes());
-    for i in 0..n {
-        let s = (i as f64 * 440.0 * std::f64::consts::TAU / 16_000.0).sin() * 8000.0;
+    for &s in samples {
+        let s = (s * 32_768.0).round().clamp(-32_768.0, 32_767.0);
         w.extend_from_slice(&(s as i16).to_le_bytes());
     }
     w
