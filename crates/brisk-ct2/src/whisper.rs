@@ -201,7 +201,7 @@ pub struct Ct2Whisper {
     /// CTranslate2's vocabulary (`vocabulary.txt`/`.json`): `generate`
     /// takes token strings, and timestamp tokens are only in this one.
     vocabulary: Vec<String>,
-    /// Windows decoded in shared CTranslate2 batches so far.
+    /// Windows decoded in the rounds of `decode_batch` so far.
     batched_windows: std::sync::atomic::AtomicUsize,
 }
 
@@ -320,8 +320,10 @@ impl Ct2Whisper {
         self.memory_bytes
     }
 
-    /// How many windows [`Ct2Whisper::transcribe_batch`] has decoded in
-    /// shared CTranslate2 batches (not alone) since loading.
+    /// How many windows [`Ct2Whisper::transcribe_batch`] has decoded in its
+    /// batched rounds since loading (a later round may hold a single
+    /// window; items that cannot share a batch, and fallback temperatures,
+    /// are not counted).
     pub fn batched_windows(&self) -> usize {
         self.batched_windows
             .load(std::sync::atomic::Ordering::Relaxed)

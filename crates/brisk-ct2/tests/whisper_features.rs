@@ -23,18 +23,10 @@ fn fetched(rel: &str) -> PathBuf {
     p
 }
 
+/// tiny.en int8, loaded once for the tests that share it.
 fn tiny() -> &'static Ct2Whisper {
     static M: OnceLock<Ct2Whisper> = OnceLock::new();
-    M.get_or_init(|| {
-        Ct2Whisper::load(
-            &fetched("whisper-tiny-en"),
-            &LoadOptions {
-                compute_type: "int8".into(),
-                threads: 2,
-            },
-        )
-        .expect("load tiny.en")
-    })
+    M.get_or_init(own_tiny)
 }
 
 fn beckett() -> Vec<f32> {
@@ -274,7 +266,7 @@ fn check_batch_equals_alone(m: &Ct2Whisper, opts: &DecodeOptions) {
     }
 }
 
-/// tiny.en int8 of the test's own, so that its count of batched windows
+/// A tiny.en int8 of the caller's own: a test that counts batched windows
 /// sees no other test's.
 fn own_tiny() -> Ct2Whisper {
     Ct2Whisper::load(
